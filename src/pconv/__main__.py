@@ -1,0 +1,6 @@
+"""`python -m pconv` runs the command line."""
+import sys
+
+from pconv.cli import main
+
+sys.exit(main())

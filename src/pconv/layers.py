@@ -1,0 +1,149 @@
+"""Partial convolution (Liu et al., ECCV 2018, Eq. 1-2): the functional core and its module.
+
+    out  = W^T (X ⊙ M) · sum(1)/sum(M) + b     where sum(M) > 0, else 0
+    m'   = 1                                  where sum(M) > 0, else 0
+
+sum(1) = C_in·kh·kw counts the whole window over all input channels; sum(M) counts the valid
+entries of the mask in that window. The mask uses the paper's polarity: **1 = valid, 0 = hole**,
+and must be binary. Zero padding of features *and* mask makes pixels outside the image count as
+holes, so the layer doubles as partial-convolution-based padding.
+
+Speed: sum(M) over a window is a box sum of the channel-summed mask, a one-channel convolution,
+never a second C_out×C_in convolution as in the reference code. Mask arithmetic runs in float32
+without autograd (it is piecewise constant) and outside autocast, so bf16 cannot round the counts.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from pconv.errors import PConvError
+
+__all__ = ["partial_conv2d", "mask_update", "check_binary_mask", "PartialConv2d"]
+
+_IntPair = Union[int, Tuple[int, int]]
+
+
+def check_binary_mask(mask: Tensor) -> None:
+    """Raise PConvError unless every mask value is exactly 0 or 1."""
+    if mask.is_floating_point() or mask.is_complex():
+        bad = (mask != 0) & (mask != 1)
+        if bool(bad.any()):
+            raise PConvError(
+                "mask must be binary (1 = valid, 0 = hole), got values other than 0 and 1; "
+                "binarise it first, e.g. (mask > 0.5).float()"
+            )
+
+
+@torch.no_grad()
+def mask_update(
+    mask: Tensor,
+    in_channels: int,
+    kernel_size: Tuple[int, int],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int],
+    dilation: Tuple[int, int],
+) -> Tuple[Tensor, Tensor]:
+    """Return ``(scale, new_mask)``, both (B, 1, H', W') float32.
+
+    ``scale`` = sum(1)/sum(M) where sum(M) > 0 and 0 elsewhere; ``new_mask`` = 1[sum(M) > 0].
+    ``mask`` is (B, 1, H, W) (one mask shared by all ``in_channels``) or (B, in_channels, H, W).
+    """
+    with torch.autocast(device_type=mask.device.type, enabled=False):
+        m = mask.float()
+        if m.shape[1] == 1:
+            channel_sum = m * in_channels
+        else:
+            channel_sum = m.sum(dim=1, keepdim=True)
+        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=m.device)
+        window_sum = F.conv2d(channel_sum.contiguous(), ones, None, stride, padding, dilation)
+        # Counts are small integers, exact in float32; round away any summation noise.
+        window_sum = window_sum.round_()
+        new_mask = (window_sum > 0).float()
+        total = float(in_channels * kernel_size[0] * kernel_size[1])
+        scale = total / window_sum.clamp_min(1.0) * new_mask
+    return scale, new_mask
+
+
+def partial_conv2d(
+    x: Tensor,
+    mask: Optional[Tensor],
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: _IntPair = 1,
+    padding: _IntPair = 0,
+    dilation: _IntPair = 1,
+) -> Tuple[Tensor, Tensor]:
+    """Partial convolution of ``x`` (B, C, H, W) under ``mask`` (B, C or 1, H, W; 1 = valid).
+
+    ``mask=None`` means "all valid inside the image" (partial-convolution-based padding).
+    Returns ``(output, new_mask)`` with ``new_mask`` of shape (B, 1, H', W'): the updated mask is
+    the same for every output channel, so one channel stands for all of them (it broadcasts).
+    The mask is not checked for being binary here (hot path); see :func:`check_binary_mask`.
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    in_channels = x.shape[1]
+    kernel_size = (weight.shape[2], weight.shape[3])
+    if weight.shape[1] != in_channels:
+        raise PConvError(
+            f"input has {in_channels} channels but the weight expects {weight.shape[1]} "
+            "(grouped partial convolution is not supported)"
+        )
+    if mask is None:
+        mask = x.new_ones(x.shape[0], 1, x.shape[2], x.shape[3], dtype=torch.float32)
+        x_masked = x
+    else:
+        if mask.dim() != 4 or mask.shape[0] not in (1, x.shape[0]) or mask.shape[1] not in (1, in_channels) \
+                or mask.shape[2:] != x.shape[2:]:
+            raise PConvError(
+                f"mask of shape {tuple(mask.shape)} does not fit input of shape {tuple(x.shape)}: "
+                "expected (B, C, H, W) or (B, 1, H, W) with the input's H and W"
+            )
+        if mask.shape[0] != x.shape[0]:
+            mask = mask.expand(x.shape[0], -1, -1, -1)
+        x_masked = x * mask.to(x.dtype)
+    scale, new_mask = mask_update(mask, in_channels, kernel_size, stride, padding, dilation)
+    raw = F.conv2d(x_masked, weight, None, stride, padding, dilation)
+    scale = scale.to(raw.dtype)
+    if bias is None:
+        out = raw * scale
+    else:
+        out = torch.addcmul(bias.to(raw.dtype).view(1, -1, 1, 1) * new_mask.to(raw.dtype), raw, scale)
+    return out, new_mask
+
+
+class PartialConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose forward is a partial convolution; ``forward(x, mask) -> (out, new_mask)``.
+
+    Subclassing ``nn.Conv2d`` keeps the state_dict keys (``weight``, ``bias``) of a plain conv.
+    ``check_mask=True`` rejects non-binary masks with a clear error (one pass over the mask);
+    models that build their own binary masks turn it off.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntPair,
+        stride: _IntPair = 1,
+        padding: _IntPair = 0,
+        dilation: _IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        check_mask: bool = True,
+    ) -> None:
+        if groups != 1:
+            raise PConvError(f"PartialConv2d supports groups=1 only, got groups={groups}")
+        if isinstance(padding, str):
+            raise PConvError("PartialConv2d takes integer padding, not padding='same'/'valid'")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 1, bias)
+        self.check_mask = check_mask
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
+        if mask is not None and self.check_mask:
+            check_binary_mask(mask)
+        return partial_conv2d(x, mask, self.weight, self.bias, self.stride, self.padding, self.dilation)

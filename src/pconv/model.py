@@ -1,0 +1,189 @@
+"""The PConv U-Net of Liu et al. (ECCV 2018) and its lighter CPU configuration.
+
+Encoder: ``depth`` partial convolutions of stride 2 (kernels 7, 5, 5, 3, ...), BN on all but the
+first, ReLU. Decoder: nearest ×2 upsampling of features and masks, concatenation of features and
+masks *separately* with the matching encoder level (the last one with the input image and its
+mask), 3×3 partial convolution, BN and LeakyReLU(0.2); the last layer has 3 channels, a bias, no BN
+and no activation.
+
+Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
+(B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pconv.errors import PConvError
+from pconv.layers import PartialConv2d, check_binary_mask
+
+__all__ = ["PConvUNetConfig", "PConvUNet", "CONFIGS", "build_model"]
+
+
+@dataclass(frozen=True)
+class PConvUNetConfig:
+    """Architecture of a PConv U-Net. ``channels[i]``/``kernels[i]`` describe encoder level i."""
+
+    channels: Tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+    kernels: Tuple[int, ...] = (7, 5, 5, 3, 3, 3, 3, 3)
+    image_channels: int = 3
+    #: Training resolution the configuration is meant for (inference uses it to pick a strategy).
+    image_size: int = 512
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
+        if len(self.channels) != len(self.kernels) or not self.channels:
+            raise PConvError(
+                f"channels ({len(self.channels)}) and kernels ({len(self.kernels)}) must have the same, "
+                "non-zero length: one entry per encoder level"
+            )
+        if any(k % 2 == 0 or k < 1 for k in self.kernels):
+            raise PConvError(f"kernel sizes must be odd and positive, got {self.kernels}")
+        if any(c < 1 for c in self.channels):
+            raise PConvError(f"channel counts must be positive, got {self.channels}")
+
+    @property
+    def depth(self) -> int:
+        return len(self.channels)
+
+    @property
+    def multiple(self) -> int:
+        """H and W must be multiples of this (2**depth)."""
+        return 2 ** self.depth
+
+    def to_dict(self) -> Dict[str, object]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, object]) -> "PConvUNetConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise PConvError(f"unknown model configuration fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})  # type: ignore[arg-type]
+
+
+#: Named configurations. "paper": the published 512×512 network (~33M parameters).
+#: "cpu": half width, depth 7, meant for 256×256 training on a CPU (~6.5M parameters).
+CONFIGS: Dict[str, PConvUNetConfig] = {
+    "paper": PConvUNetConfig(),
+    "cpu": PConvUNetConfig(
+        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256
+    ),
+}
+
+
+class PConvBlock(nn.Module):
+    """Partial convolution, optional BatchNorm, optional activation."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, bn: bool, act: Optional[nn.Module]) -> None:
+        super().__init__()
+        self.conv = PartialConv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not bn, check_mask=False)
+        self.bn = nn.BatchNorm2d(cout) if bn else None
+        self.act = act
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        x, mask = self.conv(x, mask)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x, mask
+
+
+class PConvUNet(nn.Module):
+    """``forward(image, mask) -> image``: the raw network output (composite it with the input yourself)."""
+
+    def __init__(self, config: PConvUNetConfig = CONFIGS["paper"]) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder_bn_frozen = False
+        ch, ks = config.channels, config.kernels
+        self.encoder = nn.ModuleList()
+        cin = config.image_channels
+        for i, (c, k) in enumerate(zip(ch, ks)):
+            self.encoder.append(PConvBlock(cin, c, k, stride=2, bn=i > 0, act=nn.ReLU(inplace=True)))
+            cin = c
+        # decoder[j] undoes encoder level depth-1-j; its skip is encoder level depth-2-j (or the image).
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(config.depth)):
+            skip = ch[i - 1] if i > 0 else config.image_channels
+            cout = ch[i - 1] if i > 0 else config.image_channels
+            last = i == 0
+            self.decoder.append(
+                PConvBlock(cin + skip, cout, 3, stride=1, bn=not last, act=None if last else nn.LeakyReLU(0.2, inplace=True))
+            )
+            cin = cout
+
+    def check_input(self, image: Tensor, mask: Tensor) -> None:
+        """Raise PConvError naming the problem if ``image``/``mask`` cannot go through the net."""
+        c = self.config
+        if image.dim() != 4 or image.shape[1] != c.image_channels:
+            raise PConvError(f"image must be (B, {c.image_channels}, H, W), got {tuple(image.shape)}")
+        if mask.dim() != 4 or mask.shape[0] != image.shape[0] or mask.shape[1] not in (1, c.image_channels) \
+                or mask.shape[2:] != image.shape[2:]:
+            raise PConvError(
+                f"mask must be (B, 1 or {c.image_channels}, H, W) matching image {tuple(image.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
+        h, w = image.shape[2:]
+        if h % c.multiple or w % c.multiple:
+            raise PConvError(
+                f"height and width must be multiples of {c.multiple} (2**depth, depth={c.depth}), got {h}×{w}; "
+                "pad the image (pconv.Inpainter does this for you)"
+            )
+        check_binary_mask(mask)
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        self.check_input(image, mask)
+        mask = mask.to(image.dtype).expand(-1, self.config.image_channels, -1, -1)
+        x = image * 2.0 - 1.0  # [-1, 1] input; hole pixels are zeroed by the first partial conv
+        skips: List[Tuple[Tensor, Tensor]] = [(x, mask)]
+        h, m = x, mask
+        for block in self.encoder:
+            h, m = block(h, m)
+            skips.append((h, m))
+        skips.pop()  # the bottleneck is not a skip
+        for block in self.decoder:
+            skip_h, skip_m = skips.pop()
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            m = F.interpolate(m, scale_factor=2.0, mode="nearest")
+            cat_h = torch.cat([h, skip_h.to(h.dtype)], dim=1)
+            cat_m = torch.cat(
+                [m.expand(-1, h.shape[1], -1, -1), skip_m.to(m.dtype).expand(-1, skip_h.shape[1], -1, -1)], dim=1
+            )
+            h, m = block(cat_h, cat_m)
+        return h * 0.5 + 0.5
+
+    def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
+        """The paper's fine-tuning phase: encoder BN uses and keeps its running statistics.
+
+        The BN affine parameters stay trainable (as in the authors' code); decoder BN is untouched.
+        """
+        self.encoder_bn_frozen = frozen
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> "PConvUNet":
+        super().train(mode)
+        if self.encoder_bn_frozen:
+            for block in self.encoder:
+                if block.bn is not None:
+                    block.bn.eval()
+        return self
+
+
+def build_model(config: "str | PConvUNetConfig | Dict[str, object]" = "cpu") -> PConvUNet:
+    """Build a PConvUNet from a configuration name (see ``CONFIGS``), object or dict of fields."""
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise PConvError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    elif isinstance(config, dict):
+        config = PConvUNetConfig.from_dict(config)
+    return PConvUNet(config)
