@@ -1,0 +1,137 @@
+"""Model weights on disk: safetensors files that describe themselves.
+
+A weights file holds the model's state_dict and, in the safetensors metadata, the architecture
+(``pconv.config``, JSON of :class:`PConvUNetConfig` fields) plus free-form facts (``pconv.*``), so
+a file alone rebuilds its model. Writes are atomic (temp file + rename). Legacy PyTorch files
+load only through ``torch.load(..., weights_only=True)``; nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+import torch
+
+from pconv.errors import PConvError
+from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig
+
+__all__ = ["save_weights", "load_weights", "load_model", "default_weights_path", "atomic_write_bytes"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(
+    model: PConvUNet,
+    path: PathLike,
+    metadata: Optional[Mapping[str, str]] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> Path:
+    """Save ``model`` (state_dict + config) as safetensors; ``dtype=torch.float16`` halves the file.
+
+    BN running statistics and counters are kept in their own dtype apart from floats, which
+    follow ``dtype``.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise PConvError(f"cannot write {path}: folder {path.parent} does not exist")
+    tensors: Dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous()
+    meta = {"format": "pt", "pconv.config": json.dumps(model.config.to_dict())}
+    meta.update({f"pconv.{k}" if not k.startswith("pconv.") else k: str(v) for k, v in (metadata or {}).items()})
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+    return path
+
+
+def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Read a weights file: ``(state_dict, metadata)``. Safetensors, or a legacy .pt/.pth state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise PConvError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types
+            raise PConvError(f"{path} is not a readable safetensors file ({exc})") from None
+        return state, meta
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PConvError(
+            f"{path} could not be loaded as a PyTorch state_dict with weights_only=True ({exc}); "
+            "pconv never unpickles arbitrary objects: convert it to .safetensors"
+        ) from None
+    meta: Dict[str, str] = {}
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # a pconv training checkpoint
+        model_config = obj.get("config", {}).get("model") if isinstance(obj.get("config"), dict) else None
+        if isinstance(model_config, dict):
+            meta["pconv.config"] = json.dumps(model_config)
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PConvError(f"{path} does not hold a state_dict of tensors")
+    return dict(obj), meta
+
+
+def _config_from_meta(meta: Mapping[str, str], state: Mapping[str, torch.Tensor]) -> PConvUNetConfig:
+    if "pconv.config" in meta:
+        return PConvUNetConfig.from_dict(json.loads(meta["pconv.config"]))
+    for config in CONFIGS.values():  # a bare state_dict: find the named configuration it fits
+        if set(PConvUNet(config).state_dict()) == set(state) and all(
+            PConvUNet(config).state_dict()[k].shape == v.shape for k, v in state.items()
+        ):
+            return config
+    raise PConvError("the weights carry no pconv.config metadata and match no named configuration")
+
+
+def load_model(path: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu") -> PConvUNet:
+    """Build the model a weights file describes, in eval mode, as float32. ``None``: the shipped default."""
+    path = default_weights_path() if path is None else Path(path)
+    state, meta = load_weights(path)
+    config = _config_from_meta(meta, state)
+    model = PConvUNet(config)
+    state = {k: v.to(model.state_dict()[k].dtype) if k in model.state_dict() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise PConvError(f"{path} does not fit its declared configuration: {exc}") from None
+    model.weights_metadata = dict(meta)  # type: ignore[attr-defined]
+    return model.to(device).eval()
+
+
+def default_weights_path() -> Path:
+    """The default model shipped inside the package (``pconv/assets/default.safetensors``)."""
+    path = Path(str(resources.files("pconv") / "assets" / "default.safetensors"))
+    if not path.is_file():
+        raise PConvError(
+            f"the default model {path} is missing from this installation; pass a weights file "
+            "(--weights PATH) or reinstall pconv"
+        )
+    return path
