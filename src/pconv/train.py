@@ -1,0 +1,308 @@
+"""The training loop: the paper's two-phase recipe, exact resume, one process or many (torchrun).
+
+Read top to bottom: ``get_phase`` (pure: lr and BN freezing from the step), ``validate``
+(no_grad PSNR/SSIM on fixed cases), ``train`` (setup, resume, loop, log, checkpoint, export).
+Under torchrun every process computes its slice of the global batch; DDP averages the
+gradients; rank 0 alone logs and writes files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pconv.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from pconv.config import TrainConfig
+from pconv.data import MaskSampler, StepBatchSampler, TrainDataset, ValDataset, list_images, scan_images, split_train_val
+from pconv.device import autocast_dtype, resolve_device, resolve_precision
+from pconv.errors import PConvError
+from pconv.model import PConvUNet, build_model
+from pconv.weights import load_model, save_weights
+
+__all__ = ["train", "get_phase", "validate", "Phase"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str          #: "phase1" (BN on) or "finetune" (encoder BN frozen)
+    lr: float
+    freeze_encoder_bn: bool
+
+
+def get_phase(step: int, config: TrainConfig) -> Phase:
+    """The paper's schedule as a pure function of the step."""
+    if config.finetune or (config.finetune_step is not None and step >= config.finetune_step):
+        return Phase("finetune", config.finetune_lr, True)
+    return Phase("phase1", config.lr, False)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def validate(model: PConvUNet, val: ValDataset, device: torch.device, precision: str,
+             channels_last: bool) -> Tuple[Dict[str, float], torch.Tensor]:
+    """PSNR/SSIM of the composited output on the fixed validation cases, and an image grid
+    (rows: input with holes, output, composite, ground truth) of the first few."""
+    from pconv.metrics import ssim
+
+    was_training = model.training
+    model.eval()
+    psnrs, ssims, grid_rows = [], [], []
+    for start in range(0, len(val), 8):
+        items = [val[i] for i in range(start, min(start + 8, len(val)))]
+        gt = torch.stack([it[0] for it in items]).to(device)
+        mask = torch.stack([it[1] for it in items]).to(device)
+        out = _forward(model, gt, mask, precision, channels_last).clamp(0, 1)
+        comp = mask * gt + (1 - mask) * out
+        psnrs.append(_psnr(comp, gt).cpu())
+        for c, g in zip(comp.cpu().permute(0, 2, 3, 1).numpy(), gt.cpu().permute(0, 2, 3, 1).numpy()):
+            ssims.append(float(ssim(c, g)))
+        if start == 0:
+            k = min(4, len(items))
+            grid_rows = [gt[:k] * mask[:k] + (1 - mask[:k]), out[:k], comp[:k], gt[:k]]
+    model.train(was_training)
+    grid = torch.cat([torch.cat(list(r), dim=2) for r in grid_rows], dim=1).cpu()  # 3 × 4S × kS
+    return {"val_psnr": float(torch.cat(psnrs).mean()), "val_ssim": float(np.mean(ssims))}, grid
+
+
+def _forward(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, precision: str,
+             channels_last: bool) -> torch.Tensor:
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    dtype = autocast_dtype(precision)
+    ctx = torch.autocast(image.device.type, dtype=dtype) if dtype is not None else nullcontext()
+    with ctx:
+        out = model(image, mask)
+    return out.float()
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: Dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stop:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _setup_distributed(device_name: str) -> Tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _default_workers() -> int:
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) a training run; returns the path of the exported weights."""
+    rank, world, device = _setup_distributed(config.device)
+    is_main = rank == 0
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    precision = resolve_precision(config.precision, device)
+    run_dir = Path(config.out)
+    channels_last = config.channels_last and device.type != "mps"
+
+    # --- resume or start ---
+    ckpt_path = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt_path is None and is_main:
+        warnings.warn(f"--resume: no checkpoint in {run_dir}, starting from step 0")
+    if not resume and latest_checkpoint(run_dir) is not None:
+        raise PConvError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
+                         "or choose another --out")
+    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None:
+        config = TrainConfig.from_dict({**state["config"], "steps": config.steps, "out": config.out})
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.json")
+
+    # --- data ---
+    paths = list_images(config.data, config.file_list)
+    paths, bad = scan_images(paths)
+    train_paths, val_paths = split_train_val(paths, config.val_count)
+    masks = MaskSampler(config.mask_source, config.image_size, config.hole_ratio)
+    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed)
+    val = ValDataset(val_paths, config.image_size, masks, config.seed) if is_main else None
+
+    # --- model, loss, optimiser ---
+    torch.manual_seed(config.seed)
+    model = load_model(config.init_weights).train() if config.init_weights else build_model(config.model)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    from pconv.losses import InpaintingLoss, LossWeights
+
+    weights = LossWeights(valid=config.w_valid, hole=config.w_hole, perceptual=config.w_perceptual,
+                          style=config.w_style, tv=config.w_tv)
+    vgg = None
+    if weights.needs_vgg:
+        from pconv.vgg import load_vgg16_features
+
+        vgg = load_vgg16_features(config.vgg_weights)
+    loss_fn = InpaintingLoss(weights, vgg=vgg, precision="bf16" if precision == "bf16" else "fp32",
+                             channels_last=channels_last).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, best_psnr = 0, -math.inf
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best_psnr = int(state["step"]), float(state["best_psnr"])
+        torch.set_rng_state(state["rng"])
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, step, config.steps, rank, world)
+    workers = _default_workers() if config.workers < 0 else config.workers
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+    )
+
+    # --- logging (rank 0) ---
+    log_file = open(run_dir / "log.jsonl", "a") if is_main else None
+    writer = None
+    if is_main and config.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            warnings.warn("tensorboard is not installed: logging to log.jsonl only (pip install tensorboard)")
+    if is_main:
+        print(f"pconv train: {len(train_paths)} training / {len(val_paths)} validation photos"
+              f"{f', {len(bad)} unreadable skipped' if bad else ''}; device {device}, {precision}, "
+              f"{world} process(es), steps {step}->{config.steps}", file=sys.stderr)
+
+    def write_checkpoint(path: Path) -> None:
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         "rng": torch.get_rng_state(), "config": config.to_dict(), "best_psnr": best_psnr}, path)
+
+    bar = None
+    if is_main and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
+    t_last, n_last = time.perf_counter(), 0
+    model.train()
+    with _StopFlag() as flag:
+        for image, mask in loader:
+            phase = get_phase(step, config)
+            if model.encoder_bn_frozen != phase.freeze_encoder_bn:
+                model.freeze_encoder_bn(phase.freeze_encoder_bn)
+            for group in optimizer.param_groups:
+                group["lr"] = phase.lr
+            image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+            output = _forward(ddp_model, image, mask, precision, channels_last)
+            total, terms = loss_fn(output, image, mask)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            step += 1
+            n_last += image.shape[0] * world
+            if not torch.isfinite(total.detach()):
+                raise PConvError(f"loss became {float(total)} at step {step}; lower the learning rate")
+
+            if is_main and (step % config.log_every == 0 or step == config.steps):
+                now = time.perf_counter()
+                record = {"step": step, "phase": phase.name, "lr": phase.lr, "loss": float(total.detach()),
+                          **{k: float(v) for k, v in terms.items()}, "images_per_s": n_last / (now - t_last)}
+                t_last, n_last = now, 0
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if writer:
+                    for k, v in record.items():
+                        if isinstance(v, float):
+                            writer.add_scalar(f"train/{k}", v, step)
+                if bar:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}", phase=phase.name)
+            if is_main and (step % config.val_every == 0 or step == config.steps):
+                metrics, grid = validate(model, val, device, precision, channels_last)
+                log_file.write(json.dumps({"step": step, **metrics}) + "\n")
+                log_file.flush()
+                if writer:
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"val/{k}", v, step)
+                    writer.add_image("val/input_output_composite_gt", grid, step)
+                _save_grid(grid, run_dir / "samples" / f"step-{step:07d}.jpg")
+                if metrics["val_psnr"] > best_psnr:
+                    best_psnr = metrics["val_psnr"]
+                    write_checkpoint(run_dir / "best.pt")
+                    save_weights(model, run_dir / "best.safetensors", {"step": str(step), "val_psnr": f"{best_psnr:.3f}"})
+            if is_main and (step % config.ckpt_every == 0 or step == config.steps or flag.stop):
+                write_checkpoint(run_dir / f"ckpt-{step:07d}.pt")
+                prune_checkpoints(run_dir, config.keep_last)
+            if bar:
+                bar.update(1)
+            if flag.stop:
+                if is_main:
+                    print(f"\npconv train: stopped at step {step}; checkpoint saved, continue with --resume",
+                          file=sys.stderr)
+                break
+    if bar:
+        bar.close()
+    exported = run_dir / "last.safetensors"
+    if is_main:
+        save_weights(model, exported, {"step": str(step)})
+        log_file.close()
+        if writer:
+            writer.close()
+    if world > 1:
+        dist.barrier()
+    return exported
+
+
+def _save_grid(grid: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    from pconv.weights import atomic_write_bytes
+    import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    atomic_write_bytes(path, buf.getvalue())

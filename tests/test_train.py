@@ -1,0 +1,159 @@
+"""Training: loss goes down, exact resume, DDP equals one process, corrupt photos, config round trip."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pconv.cli import main
+from pconv.config import TrainConfig, load_config_file
+from pconv.errors import PConvError
+from pconv.train import get_phase, train
+from pconv.weights import load_weights
+
+TINY_MODEL = {"channels": [8, 16], "kernels": [5, 3], "image_size": 32}
+NO_BN_MODEL = {"channels": [8], "kernels": [7], "image_size": 32}  # depth 1: no BatchNorm at all
+
+
+def _photos(folder: Path, n: int = 10, size: int = 48) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        base = np.stack([np.sin(6 * xx + i), np.cos(5 * yy - i), xx * yy], -1) * 0.5 + 0.5
+        arr = np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"photo_{i:02d}.png")
+    return folder
+
+
+def _config(tmp_path: Path, **changes) -> TrainConfig:
+    base = dict(data=str(_photos(tmp_path / "photos")), out=str(tmp_path / "run"), model=TINY_MODEL,
+                image_size=32, batch_size=4, val_count=2, steps=6, workers=0, threads=1,
+                w_perceptual=0.0, w_style=0.0, log_every=1, val_every=3, ckpt_every=3,
+                tensorboard=False, precision="fp32", seed=1)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path) -> dict:
+    return load_weights(path)[0]
+
+
+def test_loss_decreases(tmp_path):
+    config = _config(tmp_path, steps=40, lr=2e-3, val_every=40, ckpt_every=40, log_every=1)
+    train(config, progress=False)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
+    assert any("val_psnr" in r and "val_ssim" in r for r in rows)
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    assert list((tmp_path / "run" / "samples").glob("*.jpg"))
+
+
+def test_resume_is_exact(tmp_path):
+    full = _config(tmp_path / "a", steps=6)
+    train(full, progress=False)
+    part = _config(tmp_path / "b", steps=3)
+    train(part, progress=False)
+    with pytest.raises(PConvError, match="--resume"):
+        train(part, progress=False)  # refusing to clobber an existing run
+    train(part.replace(steps=6), resume=True, progress=False)
+    a, b = _weights(tmp_path / "a" / "run" / "last.safetensors"), _weights(tmp_path / "b" / "run" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_phase_schedule_and_encoder_bn_frozen(tmp_path):
+    config = _config(tmp_path, steps=4, finetune_step=2)
+    assert get_phase(1, config).lr == config.lr and not get_phase(1, config).freeze_encoder_bn
+    assert get_phase(2, config).lr == config.finetune_lr and get_phase(2, config).freeze_encoder_bn
+    train(config.replace(steps=2), progress=False)
+    before = _weights(tmp_path / "run" / "last.safetensors")
+    train(config, resume=True, progress=False)
+    after = _weights(tmp_path / "run" / "last.safetensors")
+    # Encoder level 1 has BN: its running statistics must not move in the fine-tuning phase ...
+    assert torch.equal(before["encoder.1.bn.running_mean"], after["encoder.1.bn.running_mean"])
+    # ... while the decoder's do.
+    assert not torch.equal(before["decoder.0.bn.running_mean"], after["decoder.0.bn.running_mean"])
+
+
+def test_corrupt_images_are_skipped(tmp_path):
+    config = _config(tmp_path, steps=2)
+    (Path(config.data) / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    truncated = Path(config.data) / "truncated.png"
+    truncated.write_bytes((Path(config.data) / "photo_00.png").read_bytes()[:200])
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        train(config, progress=False)
+    assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_config_round_trip_and_files(tmp_path):
+    config = _config(tmp_path)
+    config.save(tmp_path / "c.json")
+    assert TrainConfig.from_dict(load_config_file(tmp_path / "c.json")) == config
+    (tmp_path / "c.toml").write_text('steps = 7\nhole_ratio = [0.1, 0.2]\nmodel = "paper"\n')
+    loaded = TrainConfig.from_dict(load_config_file(tmp_path / "c.toml"))
+    assert loaded.steps == 7 and loaded.hole_ratio == (0.1, 0.2) and loaded.model == "paper"
+    (tmp_path / "c.yaml").write_text("batch_size: 3\n")
+    assert TrainConfig.from_dict(load_config_file(tmp_path / "c.yaml")).batch_size == 3
+    with pytest.raises(PConvError, match="unknown training configuration keys"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(PConvError, match="hole_ratio"):
+        TrainConfig(hole_ratio=(0.5, 0.2))
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--finetune-step" in out and "--resume" in out and "--w-style" in out
+    assert main(["train", "--out", str(tmp_path / "r")]) == 2
+    assert "pass --data" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _torchrun(config_path: Path, extra: list, nproc: int = 2, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "pconv", "train", "--config", str(config_path), "--no-progress", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen)
+
+
+def test_ddp_matches_single_process_and_resumes_after_kill(tmp_path):
+    # One process, global batch 4.
+    single = _config(tmp_path / "single", model=NO_BN_MODEL, steps=24, lr=1e-3, ckpt_every=3, val_every=1000)
+    train(single, progress=False)
+    # Two processes (gloo), batch 2 each: same samples per step, gradients averaged by DDP.
+    ddp = single.replace(out=str(tmp_path / "ddp" / "run"))
+    ddp.save(tmp_path / "ddp.json")
+    proc = _torchrun(tmp_path / "ddp.json", [])
+    deadline = time.time() + 120
+    run_dir = Path(ddp.out)
+    while time.time() < deadline and proc.poll() is None and not list(run_dir.glob("ckpt-*.pt")):
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    if killed:  # kill the whole process group hard, as a crash would
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert list(run_dir.glob("ckpt-*.pt")), proc.stdout.read()
+    proc = _torchrun(tmp_path / "ddp.json", ["--resume"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    a = _weights(Path(single.out) / "last.safetensors")
+    b = _weights(run_dir / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
