@@ -1,0 +1,113 @@
+"""Pydantic models of the HTTP API: request options, server limits, info and errors.
+
+One definition, three callers: the server validates requests with them, ``/docs`` shows them, and
+the tests build requests from them. Literal choices here are the single list of what the API
+accepts; the inference module owns what each choice means.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "METHODS",
+    "STRATEGIES",
+    "OUTPUT_FORMATS",
+    "Method",
+    "Strategy",
+    "OutputFormat",
+    "InpaintOptions",
+    "ServerSettings",
+    "Limits",
+    "ModelInfo",
+    "Info",
+    "Health",
+    "ErrorResponse",
+]
+
+Method = Literal["pconv", "telea", "ns", "biharmonic", "patchmatch"]
+Strategy = Literal["auto", "crop", "resize", "original"]
+#: ``png`` always lossless; ``input`` answers in the uploaded image's format (JPEG stays JPEG).
+OutputFormat = Literal["png", "input"]
+
+METHODS: List[str] = list(Method.__args__)  # type: ignore[attr-defined]
+STRATEGIES: List[str] = list(Strategy.__args__)  # type: ignore[attr-defined]
+OUTPUT_FORMATS: List[str] = list(OutputFormat.__args__)  # type: ignore[attr-defined]
+
+
+class InpaintOptions(BaseModel):
+    """Options of ``POST /api/v1/inpaint`` (multipart form fields next to ``image`` and ``mask``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Optional[Method] = Field(
+        None, description="pconv = the Partial Convolutions network; the others are classical baselines. "
+        "Empty: the server's default method."
+    )
+    strategy: Strategy = Field(
+        "auto", description="How images larger than the model's training size are handled: crop around "
+        "the holes, resize, or run at the original size. auto picks one."
+    )
+    invert_mask: bool = Field(False, description="Mask polarity: false = white is hole (default), true = black is hole.")
+    output_format: OutputFormat = Field("png", description="png, or input = the uploaded image's own format.")
+
+
+class ServerSettings(BaseModel):
+    """Everything `pconv serve` can tune; the limits protect the machine from one client."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: Optional[Path] = Field(None, description="Weights file for method pconv; None = the shipped default.")
+    default_method: Method = "pconv"
+    device: str = "cpu"
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Whole request body, image + mask + fields.")
+    max_pixels: int = Field(4096 * 4096, ge=64, description="Largest image accepted, width x height.")
+    max_jobs: int = Field(1, ge=1, le=64, description="Inference jobs running at the same time.")
+    queue_size: int = Field(8, ge=0, le=1024, description="Jobs waiting for a slot; more are refused with 503.")
+    job_timeout: float = Field(120.0, gt=0, description="Seconds from acceptance to answer, waiting included; else 504.")
+    retry_after: int = Field(5, ge=1, description="Seconds suggested to a client refused with 503.")
+
+
+class Limits(BaseModel):
+    max_upload_bytes: int
+    max_pixels: int
+    max_jobs: int
+    queue_size: int
+    job_timeout: float
+
+
+class ModelInfo(BaseModel):
+    """The network behind method pconv (filled once it is loaded)."""
+
+    loaded: bool
+    weights: Optional[str] = Field(None, description="File name of the weights (never a full path).")
+    config: Optional[Dict[str, object]] = None
+    num_params: Optional[int] = None
+
+
+class Info(BaseModel):
+    name: str = "pconv"
+    version: str
+    default_method: Method
+    methods: List[Method]
+    strategies: List[Strategy]
+    output_formats: List[OutputFormat]
+    mask_convention: str = "white = hole, black = keep (invert_mask=true flips it)"
+    limits: Limits
+    model: ModelInfo
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    jobs_running: int
+    jobs_waiting: int
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the API has this body; ``error`` is a stable code, ``detail`` says what to fix."""
+
+    error: str
+    detail: str

@@ -1,0 +1,515 @@
+"""HTTP API and web page of ``pconv serve``: FastAPI app factory, bounded job queue, static page.
+
+Layout (as IOPaint keeps it): the model lives in :mod:`pconv.inference`, the request/response
+models in :mod:`pconv.schema`, this module is the thin HTTP edge, and the page is static files in
+``pconv/web`` mounted at ``/`` last. Protections, all from :class:`~pconv.schema.ServerSettings`:
+
+* the request body is read with a byte cap (413) and parsed in memory: requests never touch the
+  file system, and no request field is a path;
+* an image's pixel count is checked from its header before decoding (413);
+* at most ``max_jobs`` inferences run at once in a thread pool, ``queue_size`` more may wait, and
+  the rest get 503 with ``Retry-After``; a job answers within ``job_timeout`` seconds or 504
+  (a timed-out job keeps its slot until its thread really ends, so timeouts cannot pile up work);
+* one :class:`~pconv.inference.Inpainter` per method, built on first use and shared.
+
+Every error body is :class:`~pconv.schema.ErrorResponse` JSON: ``{"error": code, "detail": why}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from pconv import __version__
+from pconv.errors import PConvError
+from pconv.schema import (
+    METHODS,
+    OUTPUT_FORMATS,
+    STRATEGIES,
+    ErrorResponse,
+    Health,
+    Info,
+    InpaintOptions,
+    Limits,
+    ModelInfo,
+    ServerSettings,
+)
+
+__all__ = ["create_app", "ServerSettings", "web_root", "background_server"]
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+#: Formats a client may upload; anything else is a 400 before decoding.
+UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
+#: Uploaded format -> (Pillow format, media type, save options) for ``output_format=input``.
+_OUTPUT_BY_INPUT: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
+    "JPEG": ("JPEG", "image/jpeg", {"quality": 95, "subsampling": 0}),
+    "MPO": ("JPEG", "image/jpeg", {"quality": 95, "subsampling": 0}),
+    "WEBP": ("WEBP", "image/webp", {"lossless": True}),
+}
+_PNG = ("PNG", "image/png", {"compress_level": 6})
+_FORM_FIELDS = {"image", "mask", *InpaintOptions.model_fields}
+
+#: Builds the inpainter of one method: ``factory(settings, method) -> callable(image, mask, **kw)``.
+InpainterFactory = Callable[[ServerSettings, str], Callable[..., Any]]
+
+
+def web_root() -> Path:
+    """The folder of the static page shipped in the package (the only folder the server serves)."""
+    return Path(str(resources.files("pconv") / "web"))
+
+
+class ApiError(Exception):
+    """An error answered as ErrorResponse JSON with ``status``."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+def _error_response(status: int, error: str, detail: str, headers: Optional[Dict[str, str]] = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=error, detail=detail).model_dump(), status_code=status, headers=headers)
+
+
+# ----------------------------------------------------------------------------------------- models
+
+
+def _default_factory(settings: ServerSettings, method: str) -> Callable[..., Any]:
+    from pconv.inference import Inpainter
+
+    weights = settings.weights if method == "pconv" else None
+    return Inpainter(weights, method=method, device=settings.device)
+
+
+class Models:
+    """One inpainter per method, built on first use under a lock and shared by all requests."""
+
+    def __init__(self, settings: ServerSettings, factory: InpainterFactory) -> None:
+        self.settings, self._factory = settings, factory
+        self._lock = threading.Lock()
+        self._cache: Dict[str, Callable[..., Any]] = {}
+
+    def get(self, method: str) -> Callable[..., Any]:
+        with self._lock:
+            if method not in self._cache:
+                self._cache[method] = self._factory(self.settings, method)
+            return self._cache[method]
+
+    def model_info(self) -> ModelInfo:
+        inpainter = self._cache.get("pconv")
+        model = getattr(inpainter, "model", None)
+        if model is None:
+            return ModelInfo(loaded=False, weights=self.settings.weights.name if self.settings.weights else None)
+        weights = getattr(inpainter, "weights_path", None) or self.settings.weights
+        config = getattr(model, "config", None)
+        return ModelInfo(
+            loaded=True,
+            weights=Path(weights).name if weights else "default",
+            config=config.to_dict() if hasattr(config, "to_dict") else None,
+            num_params=sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None,
+        )
+
+
+def available_methods() -> List[str]:
+    """pconv plus the classical baselines whose optional dependencies are installed."""
+    try:
+        from pconv.baselines import available_methods as baselines
+    except ImportError:  # pragma: no cover - baselines ship with pconv
+        return ["pconv"]
+    return ["pconv"] + [m for m in baselines() if m in METHODS]
+
+
+# -------------------------------------------------------------------------------------- job gate
+
+
+class JobGate:
+    """Admission and concurrency: ``max_jobs`` running, ``queue_size`` waiting, the rest refused.
+
+    Lives in one event loop; the counters are only touched from that loop, so they need no lock.
+    """
+
+    def __init__(self, max_jobs: int, queue_size: int) -> None:
+        self.max_jobs, self.queue_size = max_jobs, queue_size
+        self.running = 0
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(max_jobs)
+        self._executor = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="pconv-job")
+
+    @property
+    def full(self) -> bool:
+        return self.running + self.waiting >= self.max_jobs + self.queue_size
+
+    async def run(self, fn: Callable[[], Any], timeout: float, retry_after: int) -> Any:
+        """Run ``fn`` in the pool: ApiError 503 when full, 504 when ``timeout`` passes first."""
+        if self.full:
+            raise ApiError(503, "busy", f"the server is busy ({self.running} running, {self.waiting} waiting); "
+                           f"try again in {retry_after} s", {"Retry-After": str(retry_after)})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"the job waited more than {timeout:g} s for a free slot") from None
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        future = loop.run_in_executor(self._executor, fn)
+
+        def release(_: Any) -> None:  # when the thread really ends, not when the client stops waiting
+            self.running -= 1
+            self._slots.release()
+
+        future.add_done_callback(release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0.0))
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"the job took more than {timeout:g} s; try a smaller image or "
+                           "another method") from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------- request decoding
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    too_big = ApiError(413, "too_large", f"the upload is larger than the limit of {limit:,} bytes; "
+                       "send a smaller image (the limit is in GET /api/v1/info)")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_form(request: Request, body: bytes) -> Tuple[bytes, bytes, str, InpaintOptions]:
+    """Multipart body -> (image bytes, mask bytes, image file name, options), all in memory."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "not_multipart", "send multipart/form-data with the fields image and mask "
+                       "(and optionally method, strategy, invert_mask, output_format)")
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    parser = MultiPartParser(Headers(scope=request.scope), stream(), max_files=2, max_fields=8,
+                             max_part_size=64 * 1024)
+    parser.spool_max_size = len(body) + 1  # keep uploads in memory: never spill to a temp file
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_form", f"the multipart body could not be parsed: {exc.message}") from None
+    try:
+        unknown = sorted(set(form.keys()) - _FORM_FIELDS)
+        if unknown:
+            raise ApiError(422, "invalid_options", f"unknown form field(s) {unknown}; accepted: "
+                           f"{sorted(_FORM_FIELDS)}")
+        files: Dict[str, UploadFile] = {}
+        for name in ("image", "mask"):
+            value = form.get(name)
+            if value is None:
+                raise ApiError(422, "invalid_options", f"the form field {name!r} (an image file) is missing")
+            if not isinstance(value, UploadFile):
+                raise ApiError(422, "invalid_options", f"the form field {name!r} must be a file upload")
+            files[name] = value
+        fields = {k: v for k, v in form.items() if k in InpaintOptions.model_fields}
+        if any(not isinstance(v, str) for v in fields.values()):
+            raise ApiError(422, "invalid_options", "the options must be plain form fields, not files")
+        fields = {k: v for k, v in fields.items() if not (k == "method" and v == "")}
+        try:
+            options = InpaintOptions.model_validate(fields)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_options", _validation_message(exc)) from None
+        image = await files["image"].read()
+        mask = await files["mask"].read()
+        return image, mask, files["image"].filename or "image", options
+    finally:
+        await form.close()
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ())) or "options"
+        got = err.get("input")
+        parts.append(f"{where}: {err.get('msg')}" + (f" (got {got!r})" if isinstance(got, (str, int, float)) else ""))
+    return "; ".join(parts)
+
+
+def _open_upload(data: bytes, what: str, max_pixels: int) -> Tuple[Any, str]:
+    """Decode uploaded bytes with Pillow -> (image, format), checking the pixel count from the header first.
+
+    (:func:`pconv.imageio.read_image` takes paths only; requests must not touch the file system.)
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    code = f"bad_{what}"
+    if not data:
+        raise ApiError(400, code, f"the {what} upload is empty (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ApiError(413, "too_many_pixels", f"the {what} has more pixels than the limit of {max_pixels:,}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ApiError(400, code, f"the {what} is not an image pconv can read; send a PNG, JPEG or WebP file") from None
+    w, h = im.size
+    if im.format not in UPLOAD_FORMATS:
+        raise ApiError(400, code, f"the {what} is a {im.format} file; send a PNG, JPEG, WebP, BMP or TIFF file")
+    if w == 0 or h == 0:
+        raise ApiError(400, code, f"the {what} has zero size ({w}x{h})")
+    if w * h > max_pixels:
+        raise ApiError(413, "too_many_pixels", f"the {what} is {w}x{h} = {w * h:,} pixels, more than the limit "
+                       f"of {max_pixels:,}; downscale it first")
+    fmt = im.format
+    try:
+        im.load()
+        if what == "image":
+            im = ImageOps.exif_transpose(im)  # upright, as browsers show it
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ApiError(400, code, f"the {what} is truncated or corrupt ({exc})") from None
+    return im, fmt
+
+
+def _encode(result: Any, input_format: Optional[str], output_format: str) -> Tuple[bytes, str]:
+    """The result image as bytes: PNG (keeps alpha and greyscale), or the upload's own format."""
+    from PIL import Image
+
+    fmt, media, kwargs = _PNG
+    if output_format == "input" and input_format in _OUTPUT_BY_INPUT:
+        fmt, media, kwargs = _OUTPUT_BY_INPUT[input_format]
+    if not isinstance(result, Image.Image):
+        result = Image.fromarray(result)
+    if fmt == "JPEG" and result.mode not in ("RGB", "L"):
+        result = result.convert("L" if result.mode in ("L", "LA") else "RGB")
+    buf = io.BytesIO()
+    result.save(buf, format=fmt, **kwargs)
+    return buf.getvalue(), media
+
+
+def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, mask_bytes: bytes,
+                 options: InpaintOptions) -> Tuple[bytes, str, float]:
+    """Decode, inpaint and encode one request (runs in the job thread)."""
+    start = time.perf_counter()
+    image, input_format = _open_upload(image_bytes, "image", settings.max_pixels)
+    mask, _ = _open_upload(mask_bytes, "mask", settings.max_pixels)
+    if mask.size != image.size:
+        raise ApiError(400, "mask_size_mismatch", f"the mask is {mask.size[0]}x{mask.size[1]} but the image is "
+                       f"{image.size[0]}x{image.size[1]} (upright); send the mask at the image's size, "
+                       "white = hole")
+    method = options.method or settings.default_method
+    try:
+        inpainter = models.get(method)
+    except PConvError as exc:  # the server's configuration, not the request, is at fault
+        log.error("cannot build the %s inpainter: %s", method, exc)
+        raise ApiError(500, "model_unavailable", f"the {method} method cannot run on this server: {exc}") from None
+    try:
+        result = inpainter(image, mask, strategy=options.strategy, invert_mask=options.invert_mask)
+    except PConvError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    data, media = _encode(result, input_format, options.output_format)
+    return data, media, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------- app
+
+
+class _SecurityHeaders:
+    """Pure ASGI middleware: a strict CSP for the page and the API (not for /docs, which loads Swagger UI)."""
+
+    CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(("/docs", "/redoc")):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", self.CSP.encode()),
+                            (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _inpaint_openapi() -> Dict[str, Any]:
+    """The multipart request body for /docs (the endpoint parses it itself, in memory)."""
+    props: Dict[str, Any] = {
+        "image": {"type": "string", "format": "binary", "description": "The photo (PNG, JPEG, WebP, BMP, TIFF)."},
+        "mask": {"type": "string", "format": "binary",
+                 "description": "Same size as the image; white = hole (black = hole with invert_mask)."},
+    }
+    for name, schema in InpaintOptions.model_json_schema()["properties"].items():
+        schema = dict(schema)
+        if "anyOf" in schema:  # Optional[Literal]: show the choices
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"},
+                      **next(s for s in schema["anyOf"] if s.get("type") != "null")}
+        props[name] = schema
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["image", "mask"], "properties": props}}}},
+        "responses": {
+            "200": {"description": "The inpainted image", "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+        },
+    }
+
+
+_ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in {
+    400: "Bad image or mask (with the reason)", 413: "Upload or image too large", 415: "Not multipart/form-data",
+    422: "Bad options", 503: "Busy: the job queue is full (see Retry-After)", 504: "The job timed out"}.items()}
+
+
+def create_app(settings: Optional[ServerSettings] = None, *,
+               inpainter_factory: Optional[InpainterFactory] = None) -> FastAPI:
+    """The FastAPI application of ``pconv serve``.
+
+    ``inpainter_factory(settings, method)`` builds the inpainter of a method (default:
+    :class:`pconv.inference.Inpainter`); tests pass their own to control timing.
+    """
+    settings = settings or ServerSettings()
+    models = Models(settings, inpainter_factory or _default_factory)
+    methods = available_methods() if inpainter_factory is None else list(METHODS)
+    if settings.default_method not in methods:
+        raise PConvError(f"the default method {settings.default_method!r} is not available here; "
+                         f"available: {', '.join(methods)}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gate = JobGate(settings.max_jobs, settings.queue_size)
+        try:
+            yield
+        finally:
+            app.state.gate.shutdown()
+
+    app = FastAPI(title="pconv", version=__version__, lifespan=lifespan,
+                  description="Image inpainting with Partial Convolutions (Liu et al., ECCV 2018). "
+                  "Masks: white = hole. Errors are JSON: {\"error\": code, \"detail\": reason}.")
+    app.state.settings, app.state.models = settings, models
+    app.add_middleware(_SecurityHeaders)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        return _error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(422, "invalid_options", "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()))
+
+    @app.post(f"{API}/inpaint", tags=["inpaint"], response_class=Response, responses=_ERRORS,
+              openapi_extra=_inpaint_openapi(), summary="Fill the holes of an image")
+    async def inpaint(request: Request) -> Response:
+        """Multipart ``image`` + ``mask`` (white = hole) + options -> the inpainted image.
+
+        Pixels outside the holes are returned unchanged (with a lossless output format)."""
+        gate: JobGate = request.app.state.gate
+        if gate.full:  # refuse before reading a large body
+            raise ApiError(503, "busy", "the server is busy; try again later",
+                           {"Retry-After": str(settings.retry_after)})
+        body = await _read_body(request, settings.max_upload_bytes)
+        image, mask, _, options = await _parse_form(request, body)
+        del body
+        method = options.method or settings.default_method
+        if method not in methods:
+            raise ApiError(422, "invalid_options", f"method {method!r} is not available on this server; "
+                           f"available: {', '.join(methods)}")
+        try:
+            data, media, seconds = await gate.run(lambda: _inpaint_job(models, settings, image, mask, options),
+                                                  settings.job_timeout, settings.retry_after)
+        except ApiError:
+            raise
+        except Exception:  # a bug, not the client's fault: log it, answer without internals
+            log.exception("inpainting failed")
+            raise ApiError(500, "internal_error", "inpainting failed on the server; see its log") from None
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[media]
+        return Response(data, media_type=media, headers={
+            "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="inpainted.{ext}"',
+            "X-Pconv-Method": method, "X-Pconv-Seconds": f"{seconds:.3f}"})
+
+    @app.get(f"{API}/health", response_model=Health, tags=["service"])
+    async def health(request: Request) -> Health:
+        gate: JobGate = request.app.state.gate
+        return Health(version=__version__, jobs_running=gate.running, jobs_waiting=gate.waiting)
+
+    @app.get(f"{API}/info", response_model=Info, tags=["service"])
+    async def info() -> Info:
+        return Info(version=__version__, default_method=settings.default_method, methods=methods,
+                    strategies=STRATEGIES, output_formats=OUTPUT_FORMATS,
+                    limits=Limits(max_upload_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels,
+                                  max_jobs=settings.max_jobs, queue_size=settings.queue_size,
+                                  job_timeout=settings.job_timeout),
+                    model=models.model_info())
+
+    # Last: everything else is the static page, from the package's web/ folder only.
+    app.mount("/", StaticFiles(directory=str(web_root()), html=True), name="web")
+    return app
+
+
+@contextmanager
+def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a daemon thread; yields its base URL and stops it on exit.
+
+    ``port=0`` takes a free port. For tests and notebooks; ``pconv serve`` is the real entry point.
+    """
+    import socket
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="pconv-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the background server did not start")
+            time.sleep(0.01)
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,392 @@
+"""HTTP API of `pconv serve`: round trips, every error path, limits, the static page, a small load test."""
+from __future__ import annotations
+
+import io
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pconv.model import PConvUNet, PConvUNetConfig
+from pconv.schema import ErrorResponse, Info, InpaintOptions, ServerSettings
+from pconv.server import background_server, create_app
+from pconv.weights import save_weights
+
+TINY = PConvUNetConfig(channels=(8, 16, 16), kernels=(7, 5, 3), image_size=64)
+URL = "/api/v1/inpaint"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    return save_weights(PConvUNet(TINY), path)
+
+
+@pytest.fixture(scope="module")
+def client(weights):
+    with TestClient(create_app(ServerSettings(weights=weights))) as c:
+        yield c
+
+
+def photo(h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 4, y * 5, (x + y) * 2], axis=2) % 256
+    return (base + rng.integers(0, 30, (h, w, 3))).clip(0, 255).astype(np.uint8)
+
+
+def hole_mask(h: int = 40, w: int = 56) -> np.ndarray:
+    hole = np.zeros((h, w), bool)
+    hole[10:22, 20:35] = True
+    return hole
+
+
+def encode(a: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def mask_png(hole: np.ndarray) -> bytes:
+    return encode(hole.astype(np.uint8) * 255)
+
+
+def files(image: bytes, mask: bytes):
+    return {"image": ("photo.png", image, "image/png"), "mask": ("mask.png", mask, "image/png")}
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = ErrorResponse.model_validate(r.json()).model_dump()
+    assert body["error"] == code, body
+    for w in words:
+        assert w in body["detail"], body
+    return body
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("method", ["pconv", "telea"])
+def test_round_trip_keeps_known_pixels(client, method):
+    img, hole = photo(), hole_mask()
+    r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": method})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["x-pconv-method"] == method
+    out = decode(r.content)
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out[~hole], img[~hole])  # known pixels exactly kept
+    assert (out[hole] != img[hole]).any()  # the hole was filled with something new
+
+
+def test_default_method_and_model_info(client, weights):
+    img, hole = photo(), hole_mask()
+    r = client.post(URL, files=files(encode(img), mask_png(hole)))
+    assert r.status_code == 200 and r.headers["x-pconv-method"] == "pconv"
+    info = Info.model_validate(client.get("/api/v1/info").json())
+    assert info.model.loaded and info.model.weights == weights.name  # a file name, never a path
+    assert info.model.config["channels"] == [8, 16, 16]
+    assert info.model.num_params == sum(p.numel() for p in PConvUNet(TINY).parameters())
+
+
+def test_invert_mask_means_black_is_hole(client):
+    img, hole = photo(), hole_mask()
+    r = client.post(URL, files=files(encode(img), mask_png(~hole)), data={"invert_mask": "true", "method": "telea"})
+    assert r.status_code == 200, r.text
+    out = decode(r.content)
+    np.testing.assert_array_equal(out[~hole], img[~hole])
+    assert (out[hole] != img[hole]).any()
+
+
+def test_output_format_follows_the_input(client):
+    img, hole = photo(), hole_mask()
+    r = client.post(URL, files=files(encode(img, "JPEG"), mask_png(hole)),
+                    data={"output_format": "input", "method": "telea"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).format == "JPEG"
+    r = client.post(URL, files=files(encode(img, "JPEG"), mask_png(hole)), data={"method": "telea"})
+    assert r.headers["content-type"] == "image/png"  # png unless asked
+
+
+def test_exif_orientation_is_applied_like_a_browser_does(client):
+    """A phone JPEG stored 56x40 with EXIF orientation 6 shows (and is masked) upright: 40x56."""
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo(40, 56)).save(buf, format="JPEG", exif=exif.tobytes())
+    upright_hole = hole_mask(56, 40)
+    r = client.post(URL, files=files(buf.getvalue(), mask_png(upright_hole)), data={"method": "telea"})
+    assert r.status_code == 200, r.text
+    assert decode(r.content).shape == (56, 40, 3)
+    r = client.post(URL, files=files(buf.getvalue(), mask_png(hole_mask(40, 56))), data={"method": "telea"})
+    assert_error(r, 400, "mask_size_mismatch", "(upright)")
+
+
+def test_empty_mask_returns_the_image_unchanged(client):
+    img = photo()
+    r = client.post(URL, files=files(encode(img), mask_png(np.zeros(img.shape[:2], bool))))
+    assert r.status_code == 200
+    np.testing.assert_array_equal(decode(r.content), img)
+
+
+# ------------------------------------------------------------------------------ error paths
+
+
+def test_400_bad_image(client):
+    r = client.post(URL, files=files(b"this is not an image", mask_png(hole_mask())))
+    assert_error(r, 400, "bad_image", "not an image")
+    r = client.post(URL, files=files(encode(photo())[:200], mask_png(hole_mask())))  # truncated PNG
+    assert_error(r, 400, "bad_image", "truncated")
+    r = client.post(URL, files=files(b"", mask_png(hole_mask())))
+    assert_error(r, 400, "bad_image", "empty")
+
+
+def test_400_bad_mask(client):
+    assert_error(client.post(URL, files=files(encode(photo()), b"GIF89a nonsense")), 400, "bad_mask")
+
+
+def test_400_mask_size_mismatch(client):
+    r = client.post(URL, files=files(encode(photo(40, 56)), mask_png(hole_mask(40, 50))))
+    assert_error(r, 400, "mask_size_mismatch", "50x40", "56x40")
+
+
+def test_400_all_hole_mask_says_why(client):
+    r = client.post(URL, files=files(encode(photo()), mask_png(np.ones((40, 56), bool))))
+    assert_error(r, 400, "bad_request", "whole image")
+
+
+def test_413_upload_too_large(weights):
+    app = create_app(ServerSettings(weights=weights, max_upload_bytes=4096))
+    noisy = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # ~12 KB as PNG
+    with TestClient(app) as c:
+        assert_error(c.post(URL, files=files(encode(noisy), mask_png(hole_mask(64, 64)))), 413, "too_large", "4,096")
+
+
+def test_413_too_many_pixels(weights):
+    app = create_app(ServerSettings(weights=weights, max_pixels=32 * 32))
+    with TestClient(app) as c:
+        r = c.post(URL, files=files(encode(photo(40, 56)), mask_png(hole_mask())))
+        assert_error(r, 413, "too_many_pixels", "56x40", "1,024")
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"method": "magic"}, ["method", "magic"]),
+    ({"strategy": "zoom"}, ["strategy", "zoom"]),
+    ({"invert_mask": "maybe"}, ["invert_mask"]),
+    ({"output_format": "gif"}, ["output_format"]),
+    ({"path": "/etc/passwd"}, ["unknown form field", "path"]),
+])
+def test_422_bad_options(client, data, words):
+    r = client.post(URL, files=files(encode(photo()), mask_png(hole_mask())), data=data)
+    assert_error(r, 422, "invalid_options", *words)
+
+
+def test_422_missing_mask_and_415_not_multipart(client):
+    r = client.post(URL, files={"image": ("p.png", encode(photo()), "image/png")})
+    assert_error(r, 422, "invalid_options", "mask")
+    assert_error(client.post(URL, json={"image": "x"}), 415, "not_multipart", "multipart/form-data")
+
+
+def test_options_model_is_the_api_contract():
+    assert InpaintOptions().model_dump() == {"method": None, "strategy": "auto", "invert_mask": False,
+                                             "output_format": "png"}
+    with pytest.raises(ValueError):
+        InpaintOptions(colour="red")
+    with pytest.raises(ValueError):
+        ServerSettings(max_jobs=0)
+
+
+# ------------------------------------------------------------------ service routes, page
+
+
+def test_health_info_docs(client):
+    h = client.get("/api/v1/health").json()
+    assert h["status"] == "ok" and h["jobs_running"] == 0 and h["jobs_waiting"] == 0
+    info = Info.model_validate(client.get("/api/v1/info").json())
+    assert "pconv" in info.methods and "telea" in info.methods
+    assert info.limits.max_upload_bytes == ServerSettings().max_upload_bytes
+    assert info.strategies == ["auto", "crop", "resize", "original"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/v1/inpaint"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"image", "mask", "method", "strategy", "invert_mask", "output_format"} <= set(body["properties"])
+    assert {"/api/v1/health", "/api/v1/info"} <= set(spec["paths"])
+
+
+def test_static_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'id="mask-canvas"' in r.text and "app.js" in r.text
+    assert "http://" not in r.text and "https://" not in r.text  # offline: no CDN
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    for name, kind in [("app.js", "javascript"), ("style.css", "text/css")]:
+        r = client.get(f"/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+        assert "https://" not in r.text
+    assert_error(client.get("/no-such-file.js"), 404, "not_found")
+
+
+def test_no_path_traversal(weights):
+    """Raw request paths reach the static mount unnormalised; nothing outside pconv/web comes back."""
+    import http.client
+
+    secret = "def create_app("  # in pconv/server.py, the parent folder of pconv/web
+    with background_server(create_app(ServerSettings(weights=weights))) as base:
+        host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
+        for raw in ["/../server.py", "/%2e%2e/server.py", "/..%2fserver.py", "/%2e%2e%2fserver.py",
+                    "/static/../../server.py", "/..\\server.py", "//etc/passwd", "/%2e%2e/%2e%2e/%2e%2e/etc/passwd"]:
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", raw)
+            resp = conn.getresponse()
+            text = resp.read().decode("latin-1")
+            conn.close()
+            assert resp.status in (400, 404), (raw, resp.status)
+            assert secret not in text and "root:" not in text, raw
+
+
+# ------------------------------------------------------------------- concurrency, limits
+
+
+class Blocking:
+    """An inpainter factory whose jobs wait until released: makes queue states deterministic."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, settings, method):
+        def fill(image, mask, **_):
+            self.started.release()
+            self.release.wait(20)
+            return image
+        return fill
+
+
+def _post(base: str, timeout: float = 30) -> httpx.Response:
+    return httpx.post(base + URL, files=files(encode(photo()), mask_png(hole_mask())), timeout=timeout)
+
+
+def test_503_with_retry_after_when_the_queue_is_full():
+    blocking = Blocking()
+    app = create_app(ServerSettings(max_jobs=1, queue_size=1, retry_after=7), inpainter_factory=blocking)
+    with background_server(app) as base, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_post, base)
+        assert blocking.started.acquire(timeout=20)  # job 1 running
+        second = pool.submit(_post, base)
+        for _ in range(2000):  # job 2 waiting
+            if httpx.get(base + "/api/v1/health").json()["jobs_waiting"] == 1:
+                break
+            threading.Event().wait(0.01)
+        r = _post(base)
+        body = assert_error(r, 503, "busy", "busy")
+        assert r.headers["retry-after"] == "7" and body
+        blocking.release.set()
+        assert first.result().status_code == 200 and second.result().status_code == 200
+        assert _post(base).status_code == 200  # free again
+        h = httpx.get(base + "/api/v1/health").json()
+        assert h["jobs_running"] == 0 and h["jobs_waiting"] == 0
+
+
+def test_504_when_a_job_times_out_and_its_slot_is_kept_until_it_ends():
+    blocking = Blocking()
+    app = create_app(ServerSettings(max_jobs=1, queue_size=0, job_timeout=0.2), inpainter_factory=blocking)
+    with background_server(app) as base:
+        assert_error(_post(base), 504, "timeout")
+        # The timed-out job still runs: the slot stays taken, so new work is refused, not stacked.
+        assert httpx.get(base + "/api/v1/health").json()["jobs_running"] == 1
+        assert _post(base).status_code == 503
+        blocking.release.set()
+        for _ in range(2000):
+            if httpx.get(base + "/api/v1/health").json()["jobs_running"] == 0:
+                break
+            threading.Event().wait(0.01)
+        assert _post(base).status_code == 200
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for RSS")
+def test_load_bounded_concurrency_clean_503_and_flat_memory(weights):
+    """8 clients at once, 6 rounds, against 1 running + 2 waiting slots on loopback."""
+    img, hole = photo(48, 48), hole_mask(48, 48)
+    payload = files(encode(img), mask_png(hole))
+    app = create_app(ServerSettings(weights=weights, max_jobs=1, queue_size=2))
+    rss = []
+    with background_server(app) as base, httpx.Client(base_url=base, timeout=60) as http, \
+            ThreadPoolExecutor(8) as pool:
+        for _ in range(6):
+            responses = list(pool.map(lambda _: http.post(URL, files=payload), range(8)))
+            codes = [r.status_code for r in responses]
+            assert set(codes) <= {200, 503}, codes
+            assert codes.count(200) >= 1
+            for r in responses:
+                if r.status_code == 200:
+                    out = decode(r.content)
+                    np.testing.assert_array_equal(out[~hole], img[~hole])
+                else:
+                    assert r.headers["retry-after"] and r.json()["error"] == "busy"
+            assert http.get("/api/v1/health").json() == {"status": "ok", "version": http.get(
+                "/api/v1/info").json()["version"], "jobs_running": 0, "jobs_waiting": 0}
+            rss.append(_rss_bytes())
+    growth = rss[-1] - rss[1]
+    assert growth < 40 * 2**20, [r // 2**20 for r in rss]
+
+
+# ------------------------------------------------------------------------------ pconv serve
+
+
+@pytest.fixture
+def fake_uvicorn(monkeypatch):
+    import uvicorn
+
+    calls: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    return calls
+
+
+def test_serve_binds_loopback_by_default(fake_uvicorn, capsys, weights):
+    from pconv.cli import main
+
+    assert main(["serve", "--weights", str(weights), "--port", "8123", "--max-jobs", "2"]) == 0
+    app, kw = fake_uvicorn[0]
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8123
+    assert app.state.settings.max_jobs == 2 and app.state.settings.weights == weights
+    assert app.state.models.model_info().loaded  # preloaded: a bad model fails at start, not later
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host, warns", [("0.0.0.0", True), ("192.168.1.5", True), ("::", True),
+                                         ("localhost", False), ("::1", False), ("127.0.0.2", False)])
+def test_serve_warns_off_loopback(fake_uvicorn, capsys, weights, host, warns):
+    from pconv.cli import main
+
+    assert main(["serve", "--weights", str(weights), "--host", host, "--no-preload"]) == 0
+    assert ("not loopback" in capsys.readouterr().err) == warns
+
+
+def test_serve_bad_settings_are_clear_errors(fake_uvicorn, capsys, tmp_path):
+    from pconv.cli import main
+
+    assert main(["serve", "--max-jobs", "0", "--no-preload"]) == 2
+    assert "max_jobs" in capsys.readouterr().err
+    assert main(["serve", "--weights", str(tmp_path / "nope.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not fake_uvicorn
