@@ -29,6 +29,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -37,6 +38,12 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_weights(
@@ -102,7 +109,18 @@ def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
 
 def _config_from_meta(meta: Mapping[str, str], state: Mapping[str, torch.Tensor]) -> PConvUNetConfig:
     if "pconv.config" in meta:
-        return PConvUNetConfig.from_dict(json.loads(meta["pconv.config"]))
+        try:
+            data = json.loads(meta["pconv.config"])
+        except json.JSONDecodeError as exc:
+            raise PConvError(f"the weights' pconv.config metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise PConvError("the weights' pconv.config metadata must be a JSON object of configuration fields")
+        try:
+            return PConvUNetConfig.from_dict(data)
+        except (TypeError, ValueError) as exc:  # PConvError passes through unchanged (it is a ValueError)
+            if isinstance(exc, PConvError):
+                raise
+            raise PConvError(f"the weights' pconv.config metadata is not a valid configuration ({exc})") from None
     for config in CONFIGS.values():  # a bare state_dict: find the named configuration it fits
         if set(PConvUNet(config).state_dict()) == set(state) and all(
             PConvUNet(config).state_dict()[k].shape == v.shape for k, v in state.items()
