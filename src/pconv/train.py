@@ -31,7 +31,12 @@ from pconv.errors import PConvError
 from pconv.model import PConvUNet, build_model
 from pconv.weights import load_model, save_weights
 
-__all__ = ["train", "get_phase", "validate", "Phase"]
+__all__ = ["train", "get_phase", "validate", "Phase", "RUNTIME_FIELDS"]
+
+#: Settings a resumed run takes from the command line rather than from its checkpoint: they change
+#: how the run executes (or how long), never what it computes.
+RUNTIME_FIELDS = ("steps", "out", "workers", "threads", "device", "log_every", "ckpt_every", "keep_last",
+                  "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         raise PConvError(f"run folder {run_dir} already holds checkpoints: pass --resume to continue it, "
                          "or choose another --out")
     state = load_checkpoint(ckpt_path) if ckpt_path else None
-    if state is not None:
-        config = TrainConfig.from_dict({**state["config"], "steps": config.steps, "out": config.out})
+    if state is not None:  # the run's recipe comes from the checkpoint; how it runs may change
+        runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}
+        config = TrainConfig.from_dict({**state["config"], **runtime})
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.json")
