@@ -1,0 +1,593 @@
+"""Inpainting real photos: any size, any sensible input, known pixels kept exactly.
+
+:class:`Inpainter` wraps a trained :class:`~pconv.model.PConvUNet` (or a classical baseline) and
+does the policy around the network once, for the Python API, the CLI and the HTTP server:
+
+* **Any size.** The network needs H and W to be multiples of 2**depth; each input is padded at the
+  bottom/right to the next multiple, the padding marked as hole (partial convolution ignores it),
+  and the result cropped back.
+* **Composite.** Every known pixel of the output is the input's pixel, bit for bit; only hole
+  pixels come from the network.
+* **Large photos** (IOPaint's HD strategies; ``S`` = the model's training resolution,
+  ``config.image_size``):
+
+  - ``original``: one pass at full resolution. Best detail, but time and memory grow with the
+    photo's area, and holes far larger than those seen in training fill worse.
+  - ``crop``: one window per group of nearby holes: the holes' bounding box plus a margin
+    (``crop_margin``, default S/4), grown to at least S×S for context, and downscaled to S on its
+    long side when bigger. Cost follows the holes, not the photo: a 12-Mpx photo with a few
+    holes costs a few S×S passes. Large holes are filled at reduced resolution (softer).
+  - ``resize``: the whole photo downscaled to S on its long side, filled, upscaled, and only the
+    hole pixels pasted back. Cheapest and sees the whole scene, but fills are soft on big photos.
+  - ``auto`` (default): ``original`` when the long side is at most 2·S (at most 4× the training
+    area: cheap, full detail), ``crop`` above. ``resize`` is never picked automatically.
+
+  Classical baselines (``method="telea"`` etc.) have no training resolution: ``auto`` means
+  ``original`` for them, and ``crop`` windows are not downscaled.
+* **Masks**: white/True/1 = hole unless ``invert_mask``; grey levels are thresholded (level >
+  ``threshold``, levels in [0, 1]); a mask of another size is an error unless ``resize_mask``
+  (nearest-neighbour). An empty mask returns the image unchanged (``InpaintResult.empty_mask``
+  and a log line say so); an all-hole mask is an error: there is nothing to condition on.
+* **Precision**: ``precision="auto"`` runs bf16 autocast on CPUs with native bf16 (AVX-512 BF16
+  or AMX) and on CUDA; it measured ~1.3-1.7× faster than fp32 on this project's CPU with output
+  differences under one grey level (BENCHMARKS.md, "Inference"). ``"fp32"`` forces fp32.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pconv.device import autocast_dtype, resolve_device, resolve_precision
+from pconv.errors import PConvError
+from pconv.model import PConvUNet, PConvUNetConfig
+
+__all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "split_image"]
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "original", "crop", "resize")
+PathLike = Union[str, os.PathLike]
+ImageLike = Union[np.ndarray, Image.Image]
+
+
+# --------------------------------------------------------------------------------------------- masks
+def to_hole_array(mask: Any, invert: bool = False, threshold: float = 0.5) -> np.ndarray:
+    """An in-memory mask (PIL image, or numpy HxW / HxWx1|3|4 bool, uint8, uint16 or float in [0, 1])
+    as a bool hole array, True = hole.
+
+    Grey levels are normalised to [0, 1] (uint8 /255, uint16 /65535; colour masks go through
+    luma, as mask files do) and a level ``> threshold`` is a hole (white = hole), flipped by
+    ``invert``. Bool masks are taken as they are (True = hole, or valid when ``invert``).
+    """
+    if not 0.0 <= float(threshold) < 1.0:
+        raise PConvError(f"mask threshold must be in [0, 1), got {threshold}")
+    if isinstance(mask, Image.Image):
+        from pconv.masks.io import _grey_levels
+
+        levels = _grey_levels(mask)
+        hole = levels > float(threshold)
+    else:
+        if isinstance(mask, torch.Tensor):
+            mask = mask.detach().cpu().numpy()
+        a = np.asarray(mask)
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[:, :, 0]
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+            raise PConvError(f"mask must be (H, W) (or (H, W, 1|3|4)), got shape {a.shape}")
+        if a.size == 0:
+            raise PConvError("mask has no pixels (zero size)")
+        if a.dtype == np.bool_:
+            hole = a if a.ndim == 2 else a[:, :, :3].any(axis=2)
+            return ~hole if invert else hole.copy()
+        if a.dtype == np.uint8:
+            levels = a.astype(np.float32) / 255.0
+        elif a.dtype == np.uint16:
+            levels = a.astype(np.float32) / 65535.0
+        elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
+            levels = a.astype(np.float32)
+            if not np.isfinite(levels).all():
+                raise PConvError("mask contains NaN or infinite values")
+            if levels.min(initial=0) < 0 or levels.max(initial=0) > 1:
+                raise PConvError(
+                    f"a {a.dtype} mask must hold levels in [0, 1] (1 = hole), got values in "
+                    f"[{levels.min():g}, {levels.max():g}]; pass uint8 (255 = hole) or bool (True = hole)"
+                )
+        else:
+            raise PConvError(f"mask dtype {a.dtype} is not supported; use bool, uint8, uint16 or float")
+        if levels.ndim == 3:  # colour mask: ITU-R 601 luma, as for mask files
+            levels = levels[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        hole = levels > float(threshold)
+    return ~hole if invert else hole
+
+
+def _resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a bool array (stays binary)."""
+    if hole.shape == (height, width):
+        return hole
+    im = Image.fromarray(hole.astype(np.uint8) * 255, "L").resize((width, height), Image.Resampling.NEAREST)
+    return np.asarray(im) > 127
+
+
+def _any_hole_downscale(hole: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Downscale a hole array so that any output pixel touching a hole is a hole (nothing leaks)."""
+    im = Image.fromarray(hole.astype(np.float32), "F").resize((width, height), Image.Resampling.BOX)
+    return np.asarray(im) > 0
+
+
+def _downscale_window(rgb: np.ndarray, hole: np.ndarray, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Area-downscale a window for the network without letting hole content leak into known pixels.
+
+    Hole pixels are zeroed first and the box filter's support equals the any-hole rule's, so a
+    small pixel is either a hole or an average of known pixels only.
+    """
+    clean = np.where(hole[:, :, None], np.uint8(0), rgb)
+    small = np.asarray(Image.fromarray(clean, "RGB").resize((width, height), Image.Resampling.BOX))
+    return small, _any_hole_downscale(hole, height, width)
+
+
+# -------------------------------------------------------------------------------------------- images
+def split_image(image: ImageLike) -> Tuple[np.ndarray, Optional[np.ndarray], Dict[str, Any]]:
+    """Any accepted image -> (rgb uint8 HxWx3, alpha uint8 HxW or None, how to rebuild the input type)."""
+    if isinstance(image, Image.Image):
+        from pconv.imageio import _decode
+
+        mode = image.mode
+        if image.width == 0 or image.height == 0:
+            raise PConvError(f"image has zero size ({image.width}×{image.height})")
+        rgb, alpha, grey = _decode(image, "image", [])  # type: ignore[arg-type]
+        if grey:
+            out_mode = "LA" if alpha is not None else "L"
+        else:
+            out_mode = "RGBA" if alpha is not None else "RGB"
+        return rgb, alpha, {"kind": "pil", "mode": out_mode, "source_mode": mode}
+    if isinstance(image, torch.Tensor):
+        raise PConvError("pass images as PIL images or uint8 numpy arrays (H, W, 3), not torch tensors")
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise PConvError(
+            f"numpy images must be uint8 (H, W, 3) RGB, got dtype {a.dtype}; "
+            "convert with (img * 255).round().astype(np.uint8) if it is float in [0, 1]"
+        )
+    if a.ndim == 2:
+        shape = "grey"
+        rgb, alpha = np.repeat(a[:, :, None], 3, axis=2), None
+    elif a.ndim == 3 and a.shape[2] == 1:
+        shape = "grey1"
+        rgb, alpha = np.repeat(a, 3, axis=2), None
+    elif a.ndim == 3 and a.shape[2] == 3:
+        shape = "rgb"
+        rgb, alpha = a, None
+    elif a.ndim == 3 and a.shape[2] == 4:
+        shape = "rgba"
+        rgb, alpha = np.ascontiguousarray(a[:, :, :3]), np.ascontiguousarray(a[:, :, 3])
+    else:
+        raise PConvError(f"numpy images must be (H, W, 3) RGB (or (H, W), (H, W, 4)), got shape {a.shape}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise PConvError(f"image has zero size ({rgb.shape[1]}×{rgb.shape[0]})")
+    return np.ascontiguousarray(rgb), alpha, {"kind": "numpy", "shape": shape}
+
+
+def _rebuild(rgb: np.ndarray, alpha: Optional[np.ndarray], how: Dict[str, Any]) -> ImageLike:
+    if how["kind"] == "pil":
+        mode = how["mode"]
+        im = Image.fromarray(rgb, "RGB")
+        if mode in ("L", "LA"):
+            im = im.convert("L")
+        if alpha is not None:
+            im = im.convert("LA" if mode == "LA" else "RGBA")
+            im.putalpha(Image.fromarray(alpha, "L"))
+        return im
+    shape = how["shape"]
+    if shape == "grey":
+        return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    if shape == "grey1":
+        return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))[:, :, None]
+    if shape == "rgba":
+        return np.concatenate([rgb, alpha[:, :, None]], axis=2)  # type: ignore[index]
+    return rgb
+
+
+# ---------------------------------------------------------------------------------------- planning
+@dataclass
+class _Window:
+    """One network run: crop box (y0, y1, x0, x1), the size the network sees, the pixels to paste."""
+
+    image_index: int
+    box: Tuple[int, int, int, int]
+    net_size: Tuple[int, int]  # (h, w) the window is resized to before the network
+    paste: np.ndarray  # bool, box-shaped: hole pixels this window is responsible for
+    out: Optional[np.ndarray] = None
+
+
+@dataclass
+class InpaintResult:
+    """What :meth:`Inpainter.inpaint` did: the filled RGB, and how."""
+
+    image: np.ndarray  #: uint8 (H, W, 3), known pixels exactly the input's
+    hole: np.ndarray  #: the bool hole mask used (True = hole)
+    strategy: str  #: the strategy actually used
+    windows: int = 0  #: network (or baseline) runs
+    empty_mask: bool = False  #: no hole: the image was returned unchanged
+    alpha: Optional[np.ndarray] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def hole_fraction(self) -> float:
+        return float(self.hole.mean()) if self.hole.size else 0.0
+
+
+def _label_cells(cells: np.ndarray) -> Tuple[np.ndarray, int]:
+    """8-connected component labels of a small bool grid (0 = background)."""
+    labels = np.zeros(cells.shape, np.int32)
+    n = 0
+    gh, gw = cells.shape
+    for y0, x0 in zip(*np.nonzero(cells)):
+        if labels[y0, x0]:
+            continue
+        n += 1
+        labels[y0, x0] = n
+        queue = deque([(int(y0), int(x0))])
+        while queue:
+            y, x = queue.popleft()
+            for yy in (y - 1, y, y + 1):
+                if yy < 0 or yy >= gh:
+                    continue
+                for xx in (x - 1, x, x + 1):
+                    if 0 <= xx < gw and cells[yy, xx] and not labels[yy, xx]:
+                        labels[yy, xx] = n
+                        queue.append((yy, xx))
+    return labels, n
+
+
+def _dilate(cells: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation of a bool grid by a (2r+1)² square (separable shifts)."""
+    out = cells.copy()
+    for axis in (0, 1):
+        src = out.copy()
+        for s in range(1, r + 1):
+            if axis == 0:
+                out[s:] |= src[:-s]
+                out[:-s] |= src[s:]
+            else:
+                out[:, s:] |= src[:, :-s]
+                out[:, :-s] |= src[:, s:]
+    return out
+
+
+def hole_regions(hole: np.ndarray, merge_distance: int) -> List[Tuple[Tuple[int, int, int, int], np.ndarray]]:
+    """Group the hole pixels into regions (holes closer than about ``merge_distance`` px join).
+
+    Returns ``[(bbox (y0, y1, x0, x1), own)]`` where ``own`` is the bbox-shaped bool array of the
+    region's hole pixels; every hole pixel belongs to exactly one region. Works on a coarse grid
+    of cells (at most ~256 on a side), so it stays fast on 12-Mpx masks.
+    """
+    h, w = hole.shape
+    cell = max(4, math.ceil(max(h, w) / 256))
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.zeros((gh * cell, gw * cell), bool)
+    padded[:h, :w] = hole
+    cells = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    grown = _dilate(cells, max(0, math.ceil(merge_distance / (2 * cell))))
+    labels, n = _label_cells(grown)
+    labels = labels * cells  # only cells that hold hole pixels own pixels
+    regions = []
+    objects = _find_objects(labels, n)
+    for k, (cy0, cy1, cx0, cx1) in enumerate(objects, start=1):
+        if cy1 <= cy0:
+            continue
+        own_cells = labels[cy0:cy1, cx0:cx1] == k
+        own = np.repeat(np.repeat(own_cells, cell, axis=0), cell, axis=1)
+        y0, x0 = cy0 * cell, cx0 * cell
+        y1, x1 = min(cy1 * cell, h), min(cx1 * cell, w)
+        own = own[: y1 - y0, : x1 - x0] & hole[y0:y1, x0:x1]
+        ys, xs = np.nonzero(own)
+        if ys.size == 0:
+            continue
+        by0, by1, bx0, bx1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        regions.append(((y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), own[by0:by1, bx0:bx1]))
+    return regions
+
+
+def _find_objects(labels: np.ndarray, n: int) -> List[Tuple[int, int, int, int]]:
+    """Bounding boxes (y0, y1, x0, x1) of labels 1..n (empty box (0, 0, 0, 0) for a missing label)."""
+    boxes = [[labels.shape[0], 0, labels.shape[1], 0] for _ in range(n)]
+    ys, xs = np.nonzero(labels)
+    ks = labels[ys, xs] - 1
+    if ks.size:
+        for arr, lo, hi in ((ys, 0, 1), (xs, 2, 3)):
+            mins = np.full(n, np.iinfo(np.int64).max)
+            maxs = np.full(n, -1)
+            np.minimum.at(mins, ks, arr)
+            np.maximum.at(maxs, ks, arr)
+            for k in range(n):
+                boxes[k][lo], boxes[k][hi] = int(mins[k]), int(maxs[k]) + 1
+    return [tuple(b) if b[1] > b[0] else (0, 0, 0, 0) for b in boxes]  # type: ignore[misc]
+
+
+def _grow_box(box: Tuple[int, int, int, int], margin: int, min_size: int, h: int, w: int) -> Tuple[int, int, int, int]:
+    """Box plus ``margin`` on each side, grown to at least ``min_size`` per side, kept inside the image."""
+    y0, y1, x0, x1 = box
+
+    def grow(a: int, b: int, limit: int) -> Tuple[int, int]:
+        a, b = a - margin, b + margin
+        if b - a < min_size:
+            extra = min_size - (b - a)
+            a -= extra // 2
+            b += extra - extra // 2
+        if b - a >= limit:
+            return 0, limit
+        if a < 0:
+            a, b = 0, b - a
+        if b > limit:
+            a, b = a - (b - limit), limit
+        return a, b
+
+    y0, y1 = grow(y0, y1, h)
+    x0, x1 = grow(x0, x1, w)
+    return y0, y1, x0, x1
+
+
+def _fit_long_side(h: int, w: int, size: int) -> Tuple[int, int]:
+    """(h, w) scaled so that the long side is ``size`` (never upscaled)."""
+    if max(h, w) <= size:
+        return h, w
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+# --------------------------------------------------------------------------------------- inpainter
+class Inpainter:
+    """Fill holes in photos with a PConv U-Net (default) or a classical baseline.
+
+    ``weights``: a weights file (safetensors; legacy .pt/.pth only through weights_only loading),
+    a :class:`PConvUNet` already built, or None for the model shipped with pconv.
+    ``method``: "pconv", or a baseline of :data:`pconv.baselines.BASELINES` ("telea", "ns",
+    "biharmonic", "patchmatch"). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
+    ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
+    together. ``crop_margin``: context around each hole group for the crop strategy (default S/4).
+
+    ``inpainter(image, mask)`` returns the filled image in the type of ``image`` (PIL in, PIL out;
+    numpy in, numpy out); :meth:`inpaint` returns an :class:`InpaintResult` with details.
+    """
+
+    def __init__(
+        self,
+        weights: "PathLike | PConvUNet | None" = None,
+        *,
+        method: str = "pconv",
+        device: str = "cpu",
+        precision: str = "auto",
+        batch_size: int = 4,
+        crop_margin: Optional[int] = None,
+    ) -> None:
+        self.method = method
+        self.device = resolve_device(device)
+        if int(batch_size) < 1:
+            raise PConvError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.model: Optional[PConvUNet] = None
+        if method == "pconv":
+            if isinstance(weights, PConvUNet):
+                model = weights
+            else:
+                from pconv.weights import load_model
+
+                model = load_model(weights)
+            self.model = model.to(self.device).eval()
+            self.precision = resolve_precision(precision, self.device)
+            self.config: Optional[PConvUNetConfig] = self.model.config
+            self.image_size: Optional[int] = self.config.image_size
+            self.multiple = self.config.multiple
+        else:
+            from pconv.baselines import BASELINES
+
+            if method not in BASELINES:
+                raise PConvError(f"unknown method {method!r}; use 'pconv' or one of {', '.join(BASELINES)}")
+            if self.device.type != "cpu":
+                raise PConvError(f"the {method} baseline runs on the CPU only; use device='cpu'")
+            self.precision = "fp32"
+            self.config = None
+            self.image_size = None
+            self.multiple = 1
+        self.crop_margin = int(crop_margin) if crop_margin is not None else max(16, (self.image_size or 256) // 4)
+        self.last_result: Optional[InpaintResult] = None
+
+    def __repr__(self) -> str:
+        return (f"Inpainter(method={self.method!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+                f"image_size={self.image_size})")
+
+    # ---------------------------------------------------------------- public API
+    def choose_strategy(self, height: int, width: int, strategy: str = "auto") -> str:
+        """The strategy used for an image of this size (see the module docstring for the rule)."""
+        if strategy not in STRATEGIES:
+            raise PConvError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if strategy != "auto":
+            return strategy
+        if self.image_size is None:
+            return "original"
+        return "original" if max(height, width) <= 2 * self.image_size else "crop"
+
+    def __call__(
+        self,
+        image: ImageLike,
+        mask: Any,
+        *,
+        strategy: str = "auto",
+        invert_mask: bool = False,
+        resize_mask: bool = False,
+        threshold: float = 0.5,
+    ) -> ImageLike:
+        """Fill the holes of ``mask`` in ``image``; returns the same type (PIL or numpy) and mode."""
+        return self.inpaint_batch([image], [mask], strategy=strategy, invert_mask=invert_mask,
+                                  resize_mask=resize_mask, threshold=threshold)[0]
+
+    def inpaint(
+        self,
+        image: ImageLike,
+        mask: Any,
+        *,
+        strategy: str = "auto",
+        invert_mask: bool = False,
+        resize_mask: bool = False,
+        threshold: float = 0.5,
+    ) -> InpaintResult:
+        """Like calling the inpainter, but returns an :class:`InpaintResult` (RGB array + details)."""
+        return self._run([image], [mask], strategy, invert_mask, resize_mask, threshold)[0][0]
+
+    def inpaint_batch(
+        self,
+        images: Sequence[ImageLike],
+        masks: "Sequence[Any] | Any",
+        *,
+        strategy: str = "auto",
+        invert_mask: bool = False,
+        resize_mask: bool = False,
+        threshold: float = 0.5,
+    ) -> List[ImageLike]:
+        """Fill many images; ``masks`` is one mask per image, or a single mask for all of them.
+
+        Windows of equal size from all images go through the network together (``batch_size``).
+        """
+        results, hows = self._run(images, masks, strategy, invert_mask, resize_mask, threshold)
+        return [_rebuild(r.image, r.alpha, how) for r, how in zip(results, hows)]
+
+    # ---------------------------------------------------------------- internals
+    def _run(self, images: Sequence[ImageLike], masks: Any, strategy: str, invert_mask: bool,
+             resize_mask: bool, threshold: float) -> Tuple[List[InpaintResult], List[Dict[str, Any]]]:
+        images = list(images)
+        if not images:
+            return [], []
+        single = not isinstance(masks, (list, tuple))
+        mask_list = [masks] * len(images) if single else list(masks)
+        if len(mask_list) != len(images):
+            raise PConvError(f"got {len(images)} images but {len(mask_list)} masks; give one mask per image, or one for all")
+        results: List[Optional[InpaintResult]] = []
+        hows: List[Dict[str, Any]] = []
+        windows: List[_Window] = []
+        inputs: List[np.ndarray] = []
+        holes: List[Optional[np.ndarray]] = []
+        for i, (image, mask) in enumerate(zip(images, mask_list)):
+            rgb, alpha, how = split_image(image)
+            hows.append(how)
+            inputs.append(rgb)
+            h, w = rgb.shape[:2]
+            hole = to_hole_array(mask, invert=invert_mask, threshold=threshold)
+            if hole.shape != (h, w):
+                if not resize_mask:
+                    raise PConvError(
+                        f"the mask is {hole.shape[1]}×{hole.shape[0]} (W×H) but the image is {w}×{h}; give a mask "
+                        "of the image's size, or allow nearest-neighbour resizing (--resize-mask / resize_mask=True)"
+                    )
+                hole = _resize_hole(hole, h, w)
+            used = self.choose_strategy(h, w, strategy)
+            holes.append(hole)
+            if not hole.any():
+                log.info("the mask has no hole pixels: image %d returned unchanged", i)
+                results.append(InpaintResult(rgb.copy(), hole, used, 0, True, alpha,
+                                             ["mask has no hole pixels: image returned unchanged"]))
+                continue
+            if hole.all():
+                raise PConvError(
+                    "the mask covers the whole image: there are no known pixels to fill the holes from. "
+                    "Check the mask's polarity (white = hole; --invert-mask / invert_mask=True flips it)"
+                )
+            results.append(InpaintResult(rgb.copy(), hole, used, 0, False, alpha))
+            windows.extend(self._plan(i, rgb, hole, used))
+        self._execute(windows, inputs, holes)
+        for win in windows:
+            res = results[win.image_index]
+            y0, y1, x0, x1 = win.box
+            region = res.image[y0:y1, x0:x1]  # type: ignore[union-attr]
+            region[win.paste] = win.out[win.paste]  # type: ignore[index]
+            res.windows += 1  # type: ignore[union-attr]
+        final = [r for r in results if r is not None]
+        self.last_result = final[-1] if final else None
+        return final, hows
+
+    def _plan(self, index: int, rgb: np.ndarray, hole: np.ndarray, strategy: str) -> List[_Window]:
+        h, w = hole.shape
+        size = self.image_size
+        if strategy == "original" or (strategy == "resize" and (size is None or max(h, w) <= size)):
+            return [_Window(index, (0, h, 0, w), (h, w), hole)]
+        if strategy == "resize" and size is not None:
+            return [_Window(index, (0, h, 0, w), _fit_long_side(h, w, size), hole)]
+        # crop
+        out = []
+        min_size = size if size is not None else 0
+        for bbox, own in hole_regions(hole, merge_distance=2 * self.crop_margin):
+            box = _grow_box(bbox, self.crop_margin, min_size, h, w)
+            y0, y1, x0, x1 = box
+            paste = np.zeros((y1 - y0, x1 - x0), bool)
+            paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
+            net = _fit_long_side(y1 - y0, x1 - x0, size) if size is not None else (y1 - y0, x1 - x0)
+            out.append(_Window(index, box, net, paste))
+        return out
+
+    def _execute(self, windows: List[_Window], inputs: List[np.ndarray], holes: List[Optional[np.ndarray]]) -> None:
+        # Network inputs are cut per batch, so memory holds one batch of windows at a time.
+        groups: Dict[Tuple[int, int], List[_Window]] = {}
+        for win in windows:
+            groups.setdefault(self._padded(win.net_size), []).append(win)
+        for _shape, group in groups.items():
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start:start + self.batch_size]
+                rgbs, chunk_holes = [], []
+                for win in chunk:
+                    rgb, hole = self._window_input(win, inputs[win.image_index], holes[win.image_index])
+                    rgbs.append(rgb)
+                    chunk_holes.append(hole)
+                filled = self._fill(rgbs, chunk_holes)
+                for win, out in zip(chunk, filled):
+                    y0, y1, x0, x1 = win.box
+                    if out.shape[:2] != (y1 - y0, x1 - x0):
+                        out = np.asarray(Image.fromarray(out, "RGB").resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC))
+                    win.out = out
+
+    def _window_input(self, win: _Window, rgb_full: np.ndarray, hole_full: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The window's network input: its pixels and *every* hole inside it (other regions' too)."""
+        y0, y1, x0, x1 = win.box
+        rgb = rgb_full[y0:y1, x0:x1]
+        hole = hole_full[y0:y1, x0:x1]
+        nh, nw = win.net_size
+        if (nh, nw) != rgb.shape[:2]:
+            rgb, hole = _downscale_window(rgb, hole, nh, nw)
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(hole)
+
+    def _padded(self, size: Tuple[int, int]) -> Tuple[int, int]:
+        m = self.multiple
+        return (math.ceil(size[0] / m) * m, math.ceil(size[1] / m) * m)
+
+    def _fill(self, rgbs: List[np.ndarray], holes: List[np.ndarray]) -> List[np.ndarray]:
+        """Fill equally padded windows: one network batch, or a baseline per window."""
+        if self.model is None:
+            from pconv.baselines import fill
+
+            return [fill(self.method, rgb, hole) for rgb, hole in zip(rgbs, holes)]
+        ph, pw = self._padded(rgbs[0].shape[:2])
+        n = len(rgbs)
+        x = np.zeros((n, ph, pw, 3), np.uint8)
+        valid = np.zeros((n, 1, ph, pw), np.float32)  # padding = hole
+        for i, (rgb, hole) in enumerate(zip(rgbs, holes)):
+            h, w = hole.shape
+            x[i, :h, :w] = rgb
+            valid[i, 0, :h, :w] = ~hole
+        xt = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        mt = torch.from_numpy(valid).to(self.device)
+        dtype = autocast_dtype(self.precision)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            y = self.model(xt, mt)
+            y = y.float().clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = []
+        for i, (rgb, hole) in enumerate(zip(rgbs, holes)):
+            h, w = hole.shape
+            out.append(np.where(hole[:, :, None], y[i, :h, :w], rgb))
+        return out

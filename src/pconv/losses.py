@@ -1,0 +1,236 @@
+"""The training objective of Liu et al. (ECCV 2018), term by term, and the weighted sum.
+
+    L_total = 1·L_valid + 6·L_hole + 0.05·L_perceptual + 120·(L_style_out + L_style_comp) + 0.1·L_tv
+
+M is the mask (1 = valid, 0 = hole), I_comp = M⊙I_gt + (1−M)⊙I_out. Every L1 is size-averaged (the
+authors' FAQ): divided by the element count of the tensor it is taken over, then averaged over the
+batch. Features Ψ_p are VGG16 pool1, pool2, pool3 on torchvision's scale (:mod:`pconv.vgg`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pconv.errors import PConvError
+
+__all__ = [
+    "hole_loss",
+    "valid_loss",
+    "perceptual_loss",
+    "gram_matrix",
+    "style_loss",
+    "tv_region",
+    "tv_loss",
+    "LossWeights",
+    "InpaintingLoss",
+]
+
+PRECISIONS = ("bf16", "fp32")
+
+
+def hole_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """‖(1−M)⊙(I_out−I_gt)‖₁ / N with N = C·H·W of ``gt``, averaged over the batch."""
+    return ((1.0 - mask) * (output - gt)).abs().mean()
+
+
+def valid_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """‖M⊙(I_out−I_gt)‖₁ / N with N = C·H·W of ``gt``, averaged over the batch."""
+    return (mask * (output - gt)).abs().mean()
+
+
+def _l1_mean(a: Tensor, b: Tensor) -> Tensor:
+    return (a.float() - b.float()).abs().mean()
+
+
+def perceptual_loss(feats_out: Sequence[Tensor], feats_comp: Sequence[Tensor], feats_gt: Sequence[Tensor]) -> Tensor:
+    """Σ_p ‖Ψ_p(I_out)−Ψ_p(I_gt)‖₁/N_Ψp + Σ_p ‖Ψ_p(I_comp)−Ψ_p(I_gt)‖₁/N_Ψp (N_Ψp = C_p·H_p·W_p)."""
+    if not (len(feats_out) == len(feats_comp) == len(feats_gt)):
+        raise PConvError("perceptual_loss: the three feature lists must have the same number of layers")
+    total = feats_gt[0].new_zeros((), dtype=torch.float32)
+    for fo, fc, fg in zip(feats_out, feats_comp, feats_gt):
+        total = total + _l1_mean(fo, fg) + _l1_mean(fc, fg)
+    return total
+
+
+def gram_matrix(feat: Tensor) -> Tensor:
+    """K·ΨᵀΨ with K = 1/(C·H·W): (B, C, H, W) → (B, C, C), computed in fp32."""
+    b, c, h, w = feat.shape
+    f = feat.float().reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / float(c * h * w)
+
+
+def style_loss(feats: Sequence[Tensor], feats_gt: Sequence[Tensor]) -> Tensor:
+    """Σ_p ‖K_p(Ψ_pᵀΨ_p − Ψ_p,gtᵀΨ_p,gt)‖₁ / C_p² (size-averaged over the Gram matrix), batch mean.
+
+    Use it with Ψ(I_out) for L_style_out and with Ψ(I_comp) for L_style_comp.
+    """
+    if len(feats) != len(feats_gt):
+        raise PConvError("style_loss: the two feature lists must have the same number of layers")
+    total = feats_gt[0].new_zeros((), dtype=torch.float32)
+    for f, fg in zip(feats, feats_gt):
+        total = total + (gram_matrix(f) - gram_matrix(fg)).abs().mean()
+    return total
+
+
+def tv_region(mask: Tensor) -> Tensor:
+    """R: the hole region (mask == 0) dilated by one pixel with a 3×3 square (8-neighbourhood); 1 in R.
+
+    Computed per mask channel; (B, 1|C, H, W) in, same shape out, float.
+    """
+    hole = (mask < 0.5).to(torch.float32)
+    return F.max_pool2d(hole, kernel_size=3, stride=1, padding=1)
+
+
+def tv_loss(comp: Tensor, mask: Tensor) -> Tensor:
+    """Total variation of I_comp over R, the 1-pixel dilation of the hole (the paper's P).
+
+    A horizontal pair (i, j)–(i, j+1) or vertical pair (i, j)–(i+1, j) counts iff *both* pixels are in
+    R (the paper's condition). Every pair touching the hole is in R, so this covers all of the hole's
+    inner and boundary differences; pairs with both pixels in the outer ring compare ground-truth
+    values and carry no gradient. The sum of |differences| over counted pairs (all channels) is
+    divided by N = C·H·W of I_comp (size-averaged like the other terms), then averaged over the batch.
+    A one-channel mask applies to all channels.
+    """
+    r = tv_region(mask).to(comp.dtype)
+    pair_h = r[..., :, 1:] * r[..., :, :-1]
+    pair_v = r[..., 1:, :] * r[..., :-1, :]
+    dh = (comp[..., :, 1:] - comp[..., :, :-1]).abs() * pair_h
+    dv = (comp[..., 1:, :] - comp[..., :-1, :]).abs() * pair_v
+    b, c, h, w = comp.shape
+    return (dh.sum() + dv.sum()) / float(b * c * h * w)
+
+
+@dataclass
+class LossWeights:
+    """Weights of the terms; the defaults are the paper's. ``style`` multiplies L_style_out and
+    L_style_comp each. A weight of 0 skips computing that term."""
+
+    valid: float = 1.0
+    hole: float = 6.0
+    perceptual: float = 0.05
+    style: float = 120.0
+    tv: float = 0.1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = float(getattr(self, f.name))
+            if not v >= 0.0 or v == float("inf"):
+                raise PConvError(f"loss weight {f.name} must be a finite number ≥ 0, got {getattr(self, f.name)!r}")
+            setattr(self, f.name, v)
+
+    @property
+    def needs_vgg(self) -> bool:
+        return self.perceptual > 0 or self.style > 0
+
+
+class InpaintingLoss(nn.Module):
+    """The paper's total loss. ``forward(output, gt, mask)`` → ``(total, terms)``.
+
+    ``terms`` maps each computed term to a detached 0-dim tensor: ``valid``, ``hole``,
+    ``perceptual``, ``style_out``, ``style_comp``, ``tv`` (unweighted) and the same names with a
+    ``_w`` suffix (weighted, as summed into ``total``); terms with weight 0 are absent.
+
+    ``vgg``: a frozen :class:`pconv.vgg.VGG16Features`; loaded with :func:`pconv.vgg.load_vgg16_features`
+    when needed and not given (never when perceptual = style = 0).
+    ``precision``: "bf16" runs the VGG forward/backward under bf16 autocast (losses, Gram matrices and
+    L1s stay fp32; measured relative error of the total vs fp32 well under 1e-2 on real photos, see
+    BENCHMARKS.md); "fp32" runs everything in fp32. ``channels_last`` stores the VGG and its input
+    in channels_last memory format (faster convolutions on CPU).
+    """
+
+    def __init__(
+        self,
+        weights: Optional[LossWeights] = None,
+        vgg: Optional[nn.Module] = None,
+        precision: str = "bf16",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.weights = weights if weights is not None else LossWeights()
+        if precision not in PRECISIONS:
+            raise PConvError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        if self.weights.needs_vgg:
+            if vgg is None:
+                from pconv.vgg import load_vgg16_features
+
+                vgg = load_vgg16_features()
+            vgg.eval()
+            vgg.requires_grad_(False)
+            if self.channels_last:
+                vgg = vgg.to(memory_format=torch.channels_last)
+            self.vgg: Optional[nn.Module] = vgg
+        else:
+            self.vgg = None
+
+    def train(self, mode: bool = True) -> "InpaintingLoss":
+        """The loss network stays in eval mode whatever the parent does."""
+        super().train(mode)
+        if self.vgg is not None:
+            self.vgg.eval()
+        return self
+
+    def _features(self, x: Tensor) -> List[Tensor]:
+        assert self.vgg is not None
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+                return list(self.vgg(x))
+        return list(self.vgg(x.float()))
+
+    @staticmethod
+    def _check(output: Tensor, gt: Tensor, mask: Tensor) -> None:
+        if output.dim() != 4 or output.shape != gt.shape:
+            raise PConvError(
+                f"output and gt must be (B, C, H, W) of the same shape, got {tuple(output.shape)} and {tuple(gt.shape)}"
+            )
+        if mask.dim() != 4 or mask.shape[0] != gt.shape[0] or mask.shape[1] not in (1, gt.shape[1]) \
+                or mask.shape[2:] != gt.shape[2:]:
+            raise PConvError(
+                f"mask must be (B, 1 or {gt.shape[1]}, H, W) matching {tuple(gt.shape)}, got {tuple(mask.shape)}"
+            )
+
+    def forward(self, output: Tensor, gt: Tensor, mask: Tensor):  # -> Tuple[Tensor, Dict[str, Tensor]]
+        self._check(output, gt, mask)
+        w = self.weights
+        mask = mask.to(output.dtype)
+        gt = gt.to(output.dtype)
+        comp = mask * gt + (1.0 - mask) * output
+        terms: Dict[str, Tensor] = {}
+        if w.valid > 0:
+            terms["valid"] = valid_loss(output, gt, mask)
+        if w.hole > 0:
+            terms["hole"] = hole_loss(output, gt, mask)
+        if w.tv > 0:
+            terms["tv"] = tv_loss(comp, mask)
+        if w.needs_vgg:
+            if self.vgg is None:
+                raise PConvError("perceptual/style weights are > 0 but this InpaintingLoss has no VGG network")
+            b = output.shape[0]
+            feats = self._features(torch.cat([output, comp], dim=0))
+            f_out = [f[:b] for f in feats]
+            f_comp = [f[b:] for f in feats]
+            with torch.no_grad():
+                f_gt = [f.detach() for f in self._features(gt)]
+            if w.perceptual > 0:
+                terms["perceptual"] = perceptual_loss(f_out, f_comp, f_gt)
+            if w.style > 0:
+                terms["style_out"] = style_loss(f_out, f_gt)
+                terms["style_comp"] = style_loss(f_comp, f_gt)
+        scale = {"valid": w.valid, "hole": w.hole, "tv": w.tv, "perceptual": w.perceptual,
+                 "style_out": w.style, "style_comp": w.style}
+        total = output.new_zeros((), dtype=torch.float32)
+        logged: Dict[str, Tensor] = {}
+        for name, value in terms.items():
+            weighted = value.float() * scale[name]
+            total = total + weighted
+            logged[name] = value.detach()
+            logged[name + "_w"] = weighted.detach()
+        logged["total"] = total.detach()
+        return total, logged

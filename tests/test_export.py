@@ -1,0 +1,81 @@
+"""pconv.export / `pconv export`: exported graphs reproduce PyTorch, at fixed and dynamic sizes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pconv.cli import main
+from pconv.errors import PConvError
+from pconv.export import export_model
+from pconv.model import PConvUNet, PConvUNetConfig
+from pconv.weights import save_weights
+
+TINY = PConvUNetConfig(channels=(8, 16, 16), kernels=(7, 5, 3), image_size=32)
+
+
+@pytest.fixture(scope="module")
+def model() -> PConvUNet:
+    torch.manual_seed(0)
+    return PConvUNet(TINY).eval()
+
+
+def _inputs(b: int, h: int, w: int):
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(b, 3, h, w, generator=g)
+    mask = (torch.rand(b, 1, h, w, generator=g) > 0.3).float()
+    return image, mask
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_dynamic_round_trip(model: PConvUNet, tmp_path: Path) -> None:
+    report = export_model(model, tmp_path / "m.pt", format="torchscript", dynamic=True)
+    assert report.max_abs_diff < 1e-5 and len(report.checked_shapes) == 2
+    loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    image, mask = _inputs(3, 40, 24)
+    with torch.no_grad():
+        assert torch.allclose(loaded(image, mask), model(image, mask), atol=1e-5)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_onnx_matches_pytorch(model: PConvUNet, tmp_path: Path, dynamic: bool) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    report = export_model(model, tmp_path / "m.onnx", format="onnx", dynamic=dynamic)
+    assert report.max_abs_diff < 1e-5
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    shape = (2, 48, 16) if dynamic else (1, 32, 32)
+    image, mask = _inputs(*shape)
+    out = session.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(image, mask).numpy(), atol=1e-5)
+
+
+def test_export_leaves_model_usable(model: PConvUNet, tmp_path: Path) -> None:
+    export_model(model, tmp_path / "m.pt", format="torchscript")
+    with pytest.raises(PConvError, match="multiples of 8"):  # input checks are back
+        model(torch.rand(1, 3, 12, 12), torch.ones(1, 1, 12, 12))
+
+
+def test_export_errors(model: PConvUNet, tmp_path: Path) -> None:
+    with pytest.raises(PConvError, match="multiple of 8"):
+        export_model(model, tmp_path / "m.pt", format="torchscript", size=20)
+    with pytest.raises(PConvError, match="unknown export format 'tflite'"):
+        export_model(model, tmp_path / "m.x", format="tflite")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(PConvError, match="already exists"):
+        export_model(model, tmp_path / "m.pt", format="torchscript")
+    with pytest.raises(PConvError, match="does not exist"):
+        export_model(model, tmp_path / "no" / "m.pt", format="torchscript")
+
+
+def test_cli_prints_max_abs_diff(model: PConvUNet, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    w = save_weights(model, tmp_path / "w.safetensors")
+    out = tmp_path / "m.pt"
+    assert main(["export", "--format", "torchscript", "--weights", str(w), "-o", str(out), "--size", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "max abs diff vs PyTorch: 0" in text and out.is_file()
+    assert main(["export", "--format", "torchscript", "--weights", str(w), "-o", str(out), "--size", "12", "--overwrite"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
