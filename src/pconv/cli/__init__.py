@@ -22,7 +22,6 @@ COMMANDS: dict[str, str] = {
     "evaluate": ".evaluate",
     "serve": ".serve",
     "export": ".export",
-    "data": ".data",
 }
 
 
@@ -46,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name, __name__)
-        except ModuleNotFoundError as exc:  # a subcommand not built yet in this checkout
-            if exc.name and exc.name.startswith("pconv.cli"):
-                continue
-            raise
+        module = importlib.import_module(module_name, __name__)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=_HelpFormatter)
         module.add_arguments(p)
