@@ -11,6 +11,9 @@ holes, so the layer doubles as partial-convolution-based padding.
 Speed: sum(M) over a window is a box sum of the channel-summed mask, a one-channel convolution,
 never a second C_out×C_in convolution as in the reference code. Mask arithmetic runs in float32
 without autograd (it is piecewise constant) and outside autocast, so bf16 cannot round the counts.
+The rescaling works in place on the convolution's output (no full-size temporaries) and, with a
+bias, through a small autograd Function whose backward is one multiply plus one matrix-vector
+product for the bias gradient (plain ops are used while tracing for export).
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ _IntPair = Union[int, Tuple[int, int]]
 
 
 def check_binary_mask(mask: Tensor) -> None:
-    """Raise PConvError unless every mask value is exactly 0 or 1."""
-    if mask.is_floating_point() or mask.is_complex():
+    """Raise PConvError unless every mask value is exactly 0 or 1 (any dtype; bool always passes)."""
+    if mask.dtype != torch.bool:
         bad = (mask != 0) & (mask != 1)
         if bool(bad.any()):
             raise PConvError(
@@ -54,18 +57,19 @@ def mask_update(
     ``mask`` is (B, 1, H, W) (one mask shared by all ``in_channels``) or (B, in_channels, H, W).
     """
     with torch.autocast(device_type=mask.device.type, enabled=False):
-        m = mask.float()
-        if m.shape[1] == 1:
-            channel_sum = m * in_channels
+        if mask.shape[1] == 1:
+            channel_sum = mask.float() * in_channels
         else:
-            channel_sum = m.sum(dim=1, keepdim=True)
-        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=m.device)
+            channel_sum = mask.sum(dim=1, keepdim=True, dtype=torch.float32)
+        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=mask.device)
         window_sum = F.conv2d(channel_sum.contiguous(), ones, None, stride, padding, dilation)
-        # Counts are small integers, exact in float32; round away any summation noise.
-        window_sum = window_sum.round_()
-        new_mask = (window_sum > 0).float()
+        # Counts are small integers (exact in float32 for a direct convolution); the 0.5 threshold
+        # keeps the mask right even if a convolution algorithm added rounding noise. Few ops on
+        # purpose: each one is a parallel region on a CPU.
+        valid = window_sum > 0.5
+        new_mask = valid.float()
         total = float(in_channels * kernel_size[0] * kernel_size[1])
-        scale = total / window_sum.clamp_min(1.0) * new_mask
+        scale = torch.where(valid, total / window_sum, 0.0)
     return scale, new_mask
 
 
@@ -110,10 +114,48 @@ def partial_conv2d(
     raw = F.conv2d(x_masked, weight, None, stride, padding, dilation)
     scale = scale.to(raw.dtype)
     if bias is None:
-        out = raw * scale
-    else:
+        # In place: the conv's backward does not need its output, and a fresh full-size tensor
+        # costs page faults on a CPU.
+        out = raw.mul_(scale)
+    elif torch.jit.is_tracing():  # a custom autograd Function does not trace (ONNX/TorchScript export)
         out = torch.addcmul(bias.to(raw.dtype).view(1, -1, 1, 1) * new_mask.to(raw.dtype), raw, scale)
+    else:
+        out = _ScaleAddMaskedBias.apply(raw, scale, new_mask.to(raw.dtype), bias.to(raw.dtype))
     return out, new_mask
+
+
+class _ScaleAddMaskedBias(torch.autograd.Function):
+    """``raw * scale + bias * new_mask`` in place on ``raw``, with a lean backward.
+
+    Forward: two passes over ``raw`` and no full-size temporary (``bias * new_mask`` would be one).
+    Backward: ``grad * scale`` for ``raw`` (scale is already 0 where the mask is), and the bias
+    gradient as one contraction of ``grad`` with ``new_mask``.
+    """
+
+    @staticmethod
+    def forward(ctx, raw: Tensor, scale: Tensor, new_mask: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.mark_dirty(raw)
+        ctx.save_for_backward(scale, new_mask)
+        torch.addcmul(bias.view(1, -1, 1, 1), raw, scale, out=raw)
+        return raw.mul_(new_mask)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        scale, new_mask = ctx.saved_tensors
+        grad_raw = grad * scale if ctx.needs_input_grad[0] else None
+        grad_bias = _masked_channel_sum(grad, new_mask) if ctx.needs_input_grad[3] else None
+        return grad_raw, None, None, grad_bias
+
+
+def _masked_channel_sum(t: Tensor, mask: Tensor) -> Tensor:
+    """``(t * mask).sum((0, 2, 3))`` for ``mask`` (B, 1, H, W), as a matrix product without a temporary."""
+    b, c, h, w = t.shape
+    mask = mask.to(t.dtype)
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.mv(t.permute(0, 2, 3, 1).reshape(-1, c).t(), mask.reshape(-1))
+    if t.is_contiguous():
+        return torch.bmm(t.view(b, c, h * w), mask.reshape(b, h * w, 1)).sum(0).view(c)
+    return (t * mask).sum((0, 2, 3))
 
 
 class PartialConv2d(nn.Conv2d):
