@@ -404,7 +404,7 @@ def read_testset(
     ``ratio`` the measured ratio listed there. For a plain folder every mask is read and measured
     (``invert`` for black = hole files; ``margin`` px for touches_border).
     """
-    path = Path(path)
+    path = Path(path).resolve()  # entries carry absolute paths, whatever the working folder
     if not path.exists():
         raise PConvError(f"test set {path} does not exist")
     if path.is_file():
