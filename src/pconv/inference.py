@@ -48,6 +48,7 @@ from PIL import Image
 from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
+from pconv.masks.io import resize_hole
 
 __all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "split_image"]
 
@@ -70,9 +71,9 @@ def to_hole_array(mask: Any, invert: bool = False, threshold: float = 0.5) -> np
     if not 0.0 <= float(threshold) < 1.0:
         raise PConvError(f"mask threshold must be in [0, 1), got {threshold}")
     if isinstance(mask, Image.Image):
-        from pconv.masks.io import _grey_levels
+        from pconv.masks.io import grey_levels
 
-        levels = _grey_levels(mask)
+        levels = grey_levels(mask)
         hole = levels > float(threshold)
     else:
         if isinstance(mask, torch.Tensor):
@@ -106,14 +107,6 @@ def to_hole_array(mask: Any, invert: bool = False, threshold: float = 0.5) -> np
             levels = levels[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         hole = levels > float(threshold)
     return ~hole if invert else hole
-
-
-def _resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a bool array (stays binary)."""
-    if hole.shape == (height, width):
-        return hole
-    im = Image.fromarray(hole.astype(np.uint8) * 255, "L").resize((width, height), Image.Resampling.NEAREST)
-    return np.asarray(im) > 127
 
 
 def _any_hole_downscale(hole: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -486,7 +479,7 @@ class Inpainter:
                         f"the mask is {hole.shape[1]}×{hole.shape[0]} (W×H) but the image is {w}×{h}; give a mask "
                         "of the image's size, or allow nearest-neighbour resizing (--resize-mask / resize_mask=True)"
                     )
-                hole = _resize_hole(hole, h, w)
+                hole = resize_hole(hole, h, w)
             used = self.choose_strategy(h, w, strategy)
             holes.append(hole)
             if not hole.any():

@@ -37,7 +37,7 @@ PathLike = Union[str, os.PathLike]
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".pbm")
 
 
-def _grey_levels(img) -> np.ndarray:
+def grey_levels(img) -> np.ndarray:
     """Pillow image -> float32 (H, W) grey levels in [0, 1], whatever its mode or bit depth."""
     mode = img.mode
     if mode == "1":
@@ -94,7 +94,7 @@ def read_mask_file(
     try:
         with Image.open(path) as img:
             img.load()
-            levels = _grey_levels(img)
+            levels = grey_levels(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PConvError(
             f"cannot read mask file {path} as an image ({exc}); give a PNG/JPEG/BMP/TIFF mask, white = hole"
