@@ -200,12 +200,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     loss_fn = InpaintingLoss(weights, vgg=vgg, precision="bf16" if precision == "bf16" else "fp32",
                              channels_last=channels_last).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # fp16 (CUDA) needs loss scaling against gradient underflow; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step, best_psnr = 0, -math.inf
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best_psnr = int(state["step"]), float(state["best_psnr"])
         torch.set_rng_state(state["rng"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
     ddp_model: torch.nn.Module = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -235,7 +239,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     def write_checkpoint(path: Path) -> None:
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "rng": torch.get_rng_state(), "config": config.to_dict(), "best_psnr": best_psnr}, path)
+                         "rng": torch.get_rng_state(), "config": config.to_dict(), "best_psnr": best_psnr,
+                         "scaler": scaler.state_dict()}, path)
 
     bar = None
     if is_main and progress:
@@ -255,8 +260,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             output = _forward(ddp_model, image, mask, precision, channels_last)
             total, terms = loss_fn(output, image, mask)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
             step += 1
             n_last += image.shape[0] * world
             if not torch.isfinite(total.detach()):
