@@ -26,7 +26,9 @@ def hole_ratio(hole: np.ndarray) -> float:
 def _draw_stroke(canvas: np.ndarray, rng: np.random.Generator, base: float, scale: float) -> None:
     """Draw one random poly-line brush stroke (thick segments, round joints) onto ``canvas``."""
     h, w = canvas.shape
-    thickness = max(1, int(round(rng.uniform(0.02, 0.08) * base * scale)))
+    # Log-uniform from hairlines (~1 px at 256) to broad brushes: real test masks (NVIDIA's) are
+    # full of 1-4 px lines, and a network that never saw thin holes leaves visible outlines there.
+    thickness = max(1, int(round(math.exp(rng.uniform(math.log(0.004), math.log(0.08))) * base * scale)))
     n_vertices = int(rng.integers(2, 9))
     x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
     angle = float(rng.uniform(0, 2 * math.pi))
