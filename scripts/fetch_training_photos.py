@@ -249,6 +249,9 @@ _GC = "usr/share/gcompris-qt/rcc/"
 _LXQT_LIC = ("CC-BY-SA-3.0", "LXQt Project Team (usr/share/lxqt/wallpapers/License)")
 _SK = "usr/lib/python3/dist-packages/skimage/data/"
 _CV = "usr/share/doc/opencv-doc/examples/data/"
+_LXQT_FILES = _names("usr/share/lxqt/wallpapers/", "Butterfly-Kenneth-Wimer.jpg Valendas.png after-the-rain.jpg "
+                     "appleflower.png beam.png butterfly.png cloud.png drop.png flowers.png fog.jpg "
+                     "this-is-not-windows.jpg")
 
 SOURCES: list[Source] = [
     Source(
@@ -298,15 +301,10 @@ SOURCES: list[Source] = [
     Source(
         "lxqt", "lxqt-themes", "1.2.0-1", "deb", "lxqt-themes_1.2.0-1_all.deb",
         "d518df36b515b09d36cb00b12645dd8ce170bb82bb0966297741905ce3edc8e1",
-        members=_names("usr/share/lxqt/wallpapers/", "Butterfly-Kenneth-Wimer.jpg Valendas.png "
-                       "after-the-rain.jpg appleflower.png beam.png butterfly.png cloud.png drop.png "
-                       "flowers.png fog.jpg this-is-not-windows.jpg"),
+        members=_LXQT_FILES,
         # debian/copyright's "Files: *" (LGPL) does not cover the wallpapers; their own
         # usr/share/lxqt/wallpapers/License file says CC BY-SA 3.0.
-        licences={m: _LXQT_LIC for m in _names("usr/share/lxqt/wallpapers/",
-                  "Butterfly-Kenneth-Wimer.jpg Valendas.png after-the-rain.jpg appleflower.png "
-                  "beam.png butterfly.png cloud.png drop.png flowers.png fog.jpg "
-                  "this-is-not-windows.jpg")},
+        licences={m: _LXQT_LIC for m in _LXQT_FILES},
     ),
     Source(
         "tuxpaint", "tuxpaint-data", "1:0.9.28-sdl2-1", "deb",

@@ -131,7 +131,7 @@ def test_rgba_transparent_counts_as_black(tmp_path):
 def test_wrong_size_errors_unless_nearest_resize(tmp_path):
     hole = _rect_hole(32, 40)
     write_mask_file(tmp_path / "m.png", hole)
-    with pytest.raises(PConvError, match=r"40x32.*80x64.*resize"):
+    with pytest.raises(PConvError, match=r"40[x×]32.*80[x×]64.*resize"):
         read_mask_file(tmp_path / "m.png", size=(64, 80))
     big = read_mask_file(tmp_path / "m.png", size=(64, 80), resize=True)
     assert big.dtype == bool and big.shape == (64, 80)

@@ -48,7 +48,7 @@ from PIL import Image
 from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
-from pconv.masks.io import resize_hole
+from pconv.masks.io import fit_hole
 
 __all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "split_image"]
 
@@ -473,13 +473,7 @@ class Inpainter:
             inputs.append(rgb)
             h, w = rgb.shape[:2]
             hole = to_hole_array(mask, invert=invert_mask, threshold=threshold)
-            if hole.shape != (h, w):
-                if not resize_mask:
-                    raise PConvError(
-                        f"the mask is {hole.shape[1]}×{hole.shape[0]} (W×H) but the image is {w}×{h}; give a mask "
-                        "of the image's size, or allow nearest-neighbour resizing (--resize-mask / resize_mask=True)"
-                    )
-                hole = resize_hole(hole, h, w)
+            hole = fit_hole(hole, h, w, resize_mask)
             used = self.choose_strategy(h, w, strategy)
             holes.append(hole)
             if not hole.any():

@@ -105,15 +105,21 @@ def read_mask_file(
     if invert:
         hole = ~hole
     if size is not None:
-        h, w = int(size[0]), int(size[1])
-        if hole.shape != (h, w):
-            if not resize:
-                raise PConvError(
-                    f"mask {path} is {hole.shape[1]}x{hole.shape[0]} (WxH) but {w}x{h} is needed; "
-                    "resize it, or allow nearest-neighbour resizing (--resize-mask / resize=True)"
-                )
-            hole = resize_hole(hole, h, w)
+        hole = fit_hole(hole, int(size[0]), int(size[1]), resize, f"mask {path}")
     return hole
+
+
+def fit_hole(hole: np.ndarray, height: int, width: int, resize: bool, what: str = "the mask") -> np.ndarray:
+    """``hole`` at ``height``×``width``: unchanged if it fits, nearest-resized if ``resize``, else a
+    PConvError naming both sizes and the fix."""
+    if hole.shape == (height, width):
+        return hole
+    if not resize:
+        raise PConvError(
+            f"{what} is {hole.shape[1]}×{hole.shape[0]} (W×H) but the image is {width}×{height}; give a mask "
+            "of the image's size, or allow nearest-neighbour resizing (--resize-mask / resize_mask=True)"
+        )
+    return resize_hole(hole, height, width)
 
 
 def encode_mask_png(hole: np.ndarray, invert: bool = False) -> bytes:
