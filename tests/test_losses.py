@@ -194,6 +194,30 @@ def test_total_is_weighted_sum_and_terms_match_functions():
     assert float(terms["total"]) == pytest.approx(float(total))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_vgg_terms_match_functions_in_value_and_gradient(channels_last):
+    """forward() runs output and composite through the VGG together and never slices the features;
+    its perceptual and style terms and their gradient equal the public functions on separate passes."""
+    out, gt, mask = case(size=32)
+    vgg = tiny_vgg()
+    w = LossWeights(valid=0.0, hole=0.0, perceptual=0.5, style=7.0, tv=0.0)
+    loss = InpaintingLoss(w, vgg=vgg, precision="fp32", channels_last=channels_last)
+    o1 = out.clone().requires_grad_(True)
+    total, terms = loss(o1, gt, mask)
+    total.backward()
+    o2 = out.clone().requires_grad_(True)
+    comp = mask * gt + (1 - mask) * o2
+    fo, fc = vgg(o2), vgg(comp)
+    with torch.no_grad():
+        fg = vgg(gt)
+    p, so, sc = perceptual_loss(fo, fc, fg), style_loss(fo, fg), style_loss(fc, fg)
+    (0.5 * p + 7.0 * (so + sc)).backward()
+    assert float(terms["perceptual"]) == pytest.approx(p.item(), rel=1e-5)
+    assert float(terms["style_out"]) == pytest.approx(so.item(), rel=1e-5)
+    assert float(terms["style_comp"]) == pytest.approx(sc.item(), rel=1e-5)
+    torch.testing.assert_close(o1.grad, o2.grad, rtol=1e-4, atol=1e-7)
+
+
 def test_three_channel_mask_equals_one_channel():
     out, gt, mask = case()
     loss = fp32_loss()

@@ -136,6 +136,28 @@ def test_forward_normalises_with_imagenet_stats():
     torch.testing.assert_close(net(x)[0], ref)
 
 
+def test_pool_before_relu_gives_the_sequential_values_and_gradients():
+    """forward() runs pool before ReLU for speed; values and input gradients equal features[i] in order."""
+    net = VGG16Features()
+    net.load_state_dict(random_tv_state_dict(3))
+    net.freeze()
+    x = images(2, 32).requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(True)
+    feats = net(x)
+    h = (xr - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    ref = []
+    for i, layer in enumerate(net.features):
+        h = layer(h)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            ref.append(h)
+    for f, r in zip(feats, ref):
+        torch.testing.assert_close(f, r, rtol=0, atol=0)
+    weights = [torch.randn_like(f) for f in feats]
+    sum((w * f).sum() for w, f in zip(weights, feats)).backward()
+    sum((w * r).sum() for w, r in zip(weights, ref)).backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_loads_torchvision_file_from_path_and_torch_home(no_sources):
     sd = random_tv_state_dict(1)
     full = dict(sd)

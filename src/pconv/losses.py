@@ -42,8 +42,33 @@ def valid_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     return (mask * (output - gt)).abs().mean()
 
 
+class _L1Mean(torch.autograd.Function):
+    """mean(|a − b|) in fp32, gradient to ``a`` only; ``b`` may broadcast against ``a``.
+
+    Autograd's own version (``(a − b).abs().mean()``) multiplies the sign by an expanded scalar
+    gradient in backward, which takes a slow strided path on CPU for channels_last features; here
+    backward is one multiply by a 0-dim scale and keeps ``a``'s dtype and memory format.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        d = a.float() - b.float()
+        ctx.save_for_backward(torch.sign(d).to(a.dtype))
+        ctx.a_shape = a.shape
+        return d.abs().mean()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (sign,) = ctx.saved_tensors
+        scale = (grad / sign.numel()).to(sign.dtype)
+        return (sign * scale).reshape(ctx.a_shape), None
+
+
 def _l1_mean(a: Tensor, b: Tensor) -> Tensor:
-    return (a.float() - b.float()).abs().mean()
+    """mean(|a − b|), fp32; ``b`` is treated as a constant (ground-truth features)."""
+    if b.requires_grad:
+        return (a.float() - b.float()).abs().mean()
+    return _L1Mean.apply(a, b)
 
 
 def perceptual_loss(feats_out: Sequence[Tensor], feats_comp: Sequence[Tensor], feats_gt: Sequence[Tensor]) -> Tensor:
@@ -59,6 +84,11 @@ def perceptual_loss(feats_out: Sequence[Tensor], feats_comp: Sequence[Tensor], f
 def gram_matrix(feat: Tensor) -> Tensor:
     """K·ΨᵀΨ with K = 1/(C·H·W): (B, C, H, W) → (B, C, C), computed in fp32."""
     b, c, h, w = feat.shape
+    if c > 1 and feat.is_contiguous(memory_format=torch.channels_last) and not feat.is_contiguous():
+        # channels_last is (B, H·W, C) in memory: multiply in that layout so that no copy is made
+        # and the gradient comes back channels_last too (a mismatch costs a full copy in backward).
+        f = feat.float().permute(0, 2, 3, 1).reshape(b, h * w, c)
+        return torch.bmm(f.transpose(1, 2), f) / float(c * h * w)
     f = feat.float().reshape(b, c, h * w)
     return torch.bmm(f, f.transpose(1, 2)) / float(c * h * w)
 
@@ -236,16 +266,27 @@ class InpaintingLoss(nn.Module):
             if self.vgg is None:
                 raise PConvError("perceptual/style weights are > 0 but this InpaintingLoss has no VGG network")
             b = output.shape[0]
+            # One VGG pass over output and composite together; the terms below equal
+            # perceptual_loss / style_loss on the two halves, without slicing the features (each
+            # slice costs a full-size zero-fill and copy in backward).
             feats = self._features(torch.cat([output, comp], dim=0))
-            f_out = [f[:b] for f in feats]
-            f_comp = [f[b:] for f in feats]
             with torch.no_grad():
                 f_gt = [f.detach() for f in self._features(gt)]
             if w.perceptual > 0:
-                terms["perceptual"] = perceptual_loss(f_out, f_comp, f_gt)
+                total_p = output.new_zeros((), dtype=torch.float32)
+                for f, fg in zip(feats, f_gt):
+                    # mean over both halves = (mean_out + mean_comp) / 2
+                    total_p = total_p + 2.0 * _l1_mean(f.view(2, b, *f.shape[1:]), fg)
+                terms["perceptual"] = total_p
             if w.style > 0:
-                terms["style_out"] = style_loss(f_out, f_gt)
-                terms["style_comp"] = style_loss(f_comp, f_gt)
+                s_out = output.new_zeros((), dtype=torch.float32)
+                s_comp = output.new_zeros((), dtype=torch.float32)
+                for f, fg in zip(feats, f_gt):
+                    g, g_gt = gram_matrix(f), gram_matrix(fg)
+                    s_out = s_out + (g[:b] - g_gt).abs().mean()
+                    s_comp = s_comp + (g[b:] - g_gt).abs().mean()
+                terms["style_out"] = s_out
+                terms["style_comp"] = s_comp
         scale = {"valid": w.valid, "hole": w.hole, "tv": w.tv, "perceptual": w.perceptual,
                  "style_out": w.style, "style_comp": w.style}
         total = output.new_zeros((), dtype=torch.float32)

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from pconv.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from pconv.config import TrainConfig
 from pconv.data import MaskSampler, StepBatchSampler, TrainDataset, ValDataset, list_images, scan_images, split_train_val
-from pconv.device import autocast_dtype, resolve_device, resolve_precision
+from pconv.device import autocast_dtype, keep_freed_memory, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, build_model
 from pconv.weights import load_model, save_weights
@@ -155,6 +155,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     is_main = rank == 0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    keep_freed_memory()  # ~25 % faster steps on CPU (see its docstring)
     precision = resolve_precision(config.precision, device)
     run_dir = Path(config.out)
     channels_last = config.channels_last and device.type != "mps"

@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    from pconv.device import keep_freed_memory
+
+    keep_freed_memory()  # one job per process: reuse freed memory instead of page-faulting it in again
     try:
         return int(args._run(args) or 0)
     except PConvError as exc:
