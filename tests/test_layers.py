@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pconv.errors import PConvError
-from pconv.layers import PartialConv2d, partial_conv2d
+from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
 
 
 def reference_pconv(x, mask, weight, bias, stride, padding, dilation):
@@ -345,3 +345,41 @@ def test_traces_for_export():
         assert "ScaleAddMaskedBias" not in str(traced.graph)
         x2, mask2 = torch.randn(1, 3, 8, 8), random_mask((1, 3, 8, 8))
         torch.testing.assert_close(traced(x2, mask2), layer(x2, mask2)[0])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cat_of_parts_equals_conv_of_concatenation(channels_last, bias):
+    """partial_conv2d_cat([(x1, m1), (x2, m2), (x3, m3)]) == partial_conv2d(cat(x), cat(expanded m)),
+    values, updated mask and gradients; parts with one-channel and with per-channel masks."""
+    g = torch.Generator().manual_seed(5)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    shapes = [(2, 4, 12, 10), (2, 3, 12, 10), (2, 2, 12, 10)]
+    xs = [torch.randn(*s, generator=g).contiguous(memory_format=fmt).requires_grad_(True) for s in shapes]
+    ms = [random_mask((2, 1, 12, 10), 0.5, g), random_mask((2, 1, 12, 10), 0.3, g), random_mask(shapes[2], 0.6, g)]
+    ms[1][1] = 0.0  # one part fully invalid in one sample
+    w = torch.randn(5, 9, 3, 3, generator=g, requires_grad=True)
+    b = torch.randn(5, generator=g, requires_grad=True) if bias else None
+    out, new_mask = partial_conv2d_cat(list(zip(xs, ms)), w, b, stride=2, padding=1)
+    xs_ref = [x.detach().clone().requires_grad_(True) for x in xs]
+    w_ref = w.detach().clone().requires_grad_(True)
+    b_ref = b.detach().clone().requires_grad_(True) if bias else None
+    cat_m = torch.cat([m.expand(-1, x.shape[1], -1, -1) for x, m in zip(xs, ms)], dim=1)
+    ref, ref_mask = partial_conv2d(torch.cat(xs_ref, dim=1), cat_m, w_ref, b_ref, stride=2, padding=1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new_mask, ref_mask, rtol=0, atol=0)
+    up = torch.randn(out.shape, generator=g)
+    (out * up).sum().backward()
+    (ref * up).sum().backward()
+    for a, r in zip(xs + [w] + ([b] if bias else []), xs_ref + [w_ref] + ([b_ref] if bias else [])):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_cat_of_parts_rejects_bad_masks_clearly():
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(PConvError, match="each part's mask"):
+        partial_conv2d_cat([(x, torch.ones(1, 2, 8, 8))], torch.randn(3, 4, 3, 3))
+    with pytest.raises(PConvError, match="at least one"):
+        partial_conv2d_cat([], torch.randn(3, 4, 3, 3))
+    with pytest.raises(PConvError, match="weight expects"):
+        partial_conv2d_cat([(x, torch.ones(1, 1, 8, 8))], torch.randn(3, 5, 3, 3))

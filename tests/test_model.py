@@ -89,6 +89,53 @@ def _collect_masks(model, image, mask):
     return masks[:model.config.depth], masks[model.config.depth:]
 
 
+def reference_unet_forward(model, image, mask):
+    """The U-Net as the paper draws it: features and masks concatenated (masks expanded to every
+    channel) and each partial conv run on the full concatenated mask."""
+    from pconv.layers import partial_conv2d
+
+    def block(blk, x, m):
+        c = blk.conv
+        x, m = partial_conv2d(x, m, c.weight, c.bias, c.stride, c.padding, c.dilation)
+        if blk.bn is not None:
+            x = blk.bn(x)
+        if blk.act is not None:
+            x = blk.act(x)
+        return x, m
+
+    m = mask.expand(-1, 3, -1, -1)
+    x = image * 2 - 1
+    skips = [(x, m)]
+    h = x
+    for blk in model.encoder:
+        h, m = block(blk, h, m)
+        skips.append((h, m))
+    skips.pop()
+    for blk in model.decoder:
+        sh, sm = skips.pop()
+        h = torch.nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")
+        m = torch.nn.functional.interpolate(m, scale_factor=2.0, mode="nearest")
+        cat_m = torch.cat([m.expand(-1, h.shape[1], -1, -1), sm.expand(-1, sh.shape[1], -1, -1)], dim=1)
+        h, m = block(blk, torch.cat([h, sh], dim=1), cat_m)
+    return h * 0.5 + 0.5
+
+
+@pytest.mark.parametrize("mask_channels", [1, 3])
+def test_forward_equals_concatenated_mask_reference(mask_channels):
+    model = seeded_model(PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), image_size=32)).eval()
+    image = torch.rand(2, 3, 32, 32)
+    mask = hole_mask(2, mask_channels, 32, 32, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image, mask), reference_unet_forward(model, image, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_forward_hooks_see_every_block():
+    model = seeded_model(PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), image_size=32)).eval()
+    enc, dec = _collect_masks(model, torch.rand(1, 3, 32, 32), hole_mask(1, 1, 32, 32))
+    assert len(enc) == 3 and len(dec) == 3
+    assert [tuple(m.shape[2:]) for m in dec] == [(8, 8), (16, 16), (32, 32)]
+
+
 def test_small_hole_disappears_from_mask():
     model = PConvUNet(CONFIGS["cpu"]).eval()
     mask = torch.ones(1, 1, 128, 128)

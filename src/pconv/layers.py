@@ -17,7 +17,7 @@ product for the bias gradient (plain ops are used while tracing for export).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from torch.nn.modules.utils import _pair
 
 from pconv.errors import PConvError
 
-__all__ = ["partial_conv2d", "mask_update", "check_binary_mask", "PartialConv2d"]
+__all__ = ["partial_conv2d", "partial_conv2d_cat", "mask_update", "check_binary_mask", "PartialConv2d"]
 
 _IntPair = Union[int, Tuple[int, int]]
 
@@ -61,7 +61,21 @@ def mask_update(
             channel_sum = mask.float() * in_channels
         else:
             channel_sum = mask.sum(dim=1, keepdim=True, dtype=torch.float32)
-        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=mask.device)
+    return _window_scale(channel_sum, in_channels, kernel_size, stride, padding, dilation)
+
+
+@torch.no_grad()
+def _window_scale(
+    channel_sum: Tensor,
+    in_channels: int,
+    kernel_size: Tuple[int, int],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int],
+    dilation: Tuple[int, int],
+) -> Tuple[Tensor, Tensor]:
+    """``(scale, new_mask)`` from the per-pixel count of valid channels, (B, 1, H, W) float32."""
+    with torch.autocast(device_type=channel_sum.device.type, enabled=False):
+        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=channel_sum.device)
         window_sum = F.conv2d(channel_sum.contiguous(), ones, None, stride, padding, dilation)
         # Counts are small integers (exact in float32 for a direct convolution); the 0.5 threshold
         # keeps the mask right even if a convolution algorithm added rounding noise. Few ops on
@@ -91,12 +105,7 @@ def partial_conv2d(
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     in_channels = x.shape[1]
-    kernel_size = (weight.shape[2], weight.shape[3])
-    if weight.shape[1] != in_channels:
-        raise PConvError(
-            f"input has {in_channels} channels but the weight expects {weight.shape[1]} "
-            "(grouped partial convolution is not supported)"
-        )
+    _check_weight(weight, in_channels)
     if mask is None:
         mask = x.new_ones(x.shape[0], 1, x.shape[2], x.shape[3], dtype=torch.float32)
         x_masked = x
@@ -110,18 +119,77 @@ def partial_conv2d(
         if mask.shape[0] != x.shape[0]:
             mask = mask.expand(x.shape[0], -1, -1, -1)
         x_masked = x * mask.to(x.dtype)
-    scale, new_mask = mask_update(mask, in_channels, kernel_size, stride, padding, dilation)
+    scale, new_mask = mask_update(mask, in_channels, (weight.shape[2], weight.shape[3]), stride, padding, dilation)
+    return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
+
+
+def partial_conv2d_cat(
+    parts: Sequence[Tuple[Tensor, Tensor]],
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: _IntPair = 1,
+    padding: _IntPair = 0,
+    dilation: _IntPair = 1,
+) -> Tuple[Tensor, Tensor]:
+    """Partial convolution of a channel concatenation, given as ``parts = [(x_i, m_i), ...]``.
+
+    Each ``x_i`` is (B, C_i, H, W) and its mask ``m_i`` is (B, 1, H, W), shared by its channels,
+    or (B, C_i, H, W). Equals ``partial_conv2d(cat(x_i), cat(m_i expanded to C_i channels))``
+    without building the concatenated mask: the valid-channel count is Σ C_i·m_i, a one-channel
+    sum. This is the U-Net decoder's case (upsampled features + skip features, each with its own mask).
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    xs, channel_sum = [], None
+    for x, m in parts:
+        if m.dim() != 4 or m.shape[1] not in (1, x.shape[1]) or m.shape[0] != x.shape[0] \
+                or m.shape[2:] != x.shape[2:]:
+            raise PConvError(f"each part's mask must be (B, 1 or C, H, W) matching its features {tuple(x.shape)}, "
+                             f"got {tuple(m.shape)}")
+        xs.append(x * m.to(x.dtype))
+        with torch.no_grad(), torch.autocast(device_type=m.device.type, enabled=False):
+            if m.shape[1] == 1:
+                count = m.float() * x.shape[1]
+            else:
+                count = m.sum(dim=1, keepdim=True, dtype=torch.float32)
+            channel_sum = count if channel_sum is None else channel_sum + count
+    if channel_sum is None:
+        raise PConvError("partial_conv2d_cat needs at least one (features, mask) part")
+    x_masked = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]
+    in_channels = x_masked.shape[1]
+    _check_weight(weight, in_channels)
+    scale, new_mask = _window_scale(channel_sum, in_channels, (weight.shape[2], weight.shape[3]), stride, padding,
+                                    dilation)
+    return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
+
+
+def _check_weight(weight: Tensor, in_channels: int) -> None:
+    if weight.shape[1] != in_channels:
+        raise PConvError(
+            f"input has {in_channels} channels but the weight expects {weight.shape[1]} "
+            "(grouped partial convolution is not supported)"
+        )
+
+
+def _rescaled_conv(
+    x_masked: Tensor,
+    scale: Tensor,
+    new_mask: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride: Tuple[int, int],
+    padding: Tuple[int, int],
+    dilation: Tuple[int, int],
+) -> Tensor:
+    """conv(X⊙M)·scale + b·m' (Eq. 1), the rescaling done in place on the convolution's output."""
     raw = F.conv2d(x_masked, weight, None, stride, padding, dilation)
     scale = scale.to(raw.dtype)
     if bias is None:
         # In place: the conv's backward does not need its output, and a fresh full-size tensor
         # costs page faults on a CPU.
-        out = raw.mul_(scale)
-    elif torch.jit.is_tracing():  # a custom autograd Function does not trace (ONNX/TorchScript export)
-        out = torch.addcmul(bias.to(raw.dtype).view(1, -1, 1, 1) * new_mask.to(raw.dtype), raw, scale)
-    else:
-        out = _ScaleAddMaskedBias.apply(raw, scale, new_mask.to(raw.dtype), bias.to(raw.dtype))
-    return out, new_mask
+        return raw.mul_(scale)
+    if torch.jit.is_tracing():  # a custom autograd Function does not trace (ONNX/TorchScript export)
+        return torch.addcmul(bias.to(raw.dtype).view(1, -1, 1, 1) * new_mask.to(raw.dtype), raw, scale)
+    return _ScaleAddMaskedBias.apply(raw, scale, new_mask.to(raw.dtype), bias.to(raw.dtype))
 
 
 class _ScaleAddMaskedBias(torch.autograd.Function):
@@ -189,3 +257,11 @@ class PartialConv2d(nn.Conv2d):
         if mask is not None and self.check_mask:
             check_binary_mask(mask)
         return partial_conv2d(x, mask, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def forward_cat(self, parts: Sequence[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:
+        """Partial convolution of the channel concatenation of ``[(x_i, m_i), ...]`` without
+        building the concatenated mask; see :func:`partial_conv2d_cat`."""
+        if self.check_mask:
+            for _, m in parts:
+                check_binary_mask(m)
+        return partial_conv2d_cat(parts, self.weight, self.bias, self.stride, self.padding, self.dilation)

@@ -12,7 +12,7 @@ Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole*
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -87,8 +87,15 @@ class PConvBlock(nn.Module):
         self.bn = nn.BatchNorm2d(cout) if bn else None
         self.act = act
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        x, mask = self.conv(x, mask)
+    def forward(
+        self, x: Union[Tensor, Sequence[Tuple[Tensor, Tensor]]], mask: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """``block(x, mask)``, or ``block([(x_1, m_1), (x_2, m_2)])`` for the channel concatenation
+        of several parts, each with its own mask (the decoder's skip links; no concatenated mask)."""
+        if isinstance(x, Tensor):
+            x, mask = self.conv(x, mask)
+        else:
+            x, mask = self.conv.forward_cat(x)
         if self.bn is not None:
             x = self.bn(x)
         if self.act is not None:
@@ -141,7 +148,7 @@ class PConvUNet(nn.Module):
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         self.check_input(image, mask)
-        mask = mask.to(image.dtype).expand(-1, self.config.image_channels, -1, -1)
+        mask = mask.to(image.dtype)  # (B, 1 or 3, H, W): both broadcast over the image's channels
         x = image * 2.0 - 1.0  # [-1, 1] input; hole pixels are zeroed by the first partial conv
         skips: List[Tuple[Tensor, Tensor]] = [(x, mask)]
         h, m = x, mask
@@ -153,11 +160,9 @@ class PConvUNet(nn.Module):
             skip_h, skip_m = skips.pop()
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             m = F.interpolate(m, scale_factor=2.0, mode="nearest")
-            cat_h = torch.cat([h, skip_h.to(h.dtype)], dim=1)
-            cat_m = torch.cat(
-                [m.expand(-1, h.shape[1], -1, -1), skip_m.to(m.dtype).expand(-1, skip_h.shape[1], -1, -1)], dim=1
-            )
-            h, m = block(cat_h, cat_m)
+            # Features and masks are concatenated separately (the paper's skip links); the
+            # concatenated mask is never built: each part keeps its one-channel mask.
+            h, m = block([(h, m), (skip_h.to(h.dtype), skip_m.to(m.dtype))])
         return h * 0.5 + 0.5
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
