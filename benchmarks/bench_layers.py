@@ -177,7 +177,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0: torch's default). On a shared 2-core machine, 1 thread avoids "
                     "OpenMP barrier waits on a core another process holds, which inflate every op")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's allocator policy alone (default: pconv.device.keep_freed_memory(), "
+                    "as `pconv train` and the CLI run)")
     args = ap.parse_args()
+    if not args.default_malloc:
+        from pconv.device import keep_freed_memory
+
+        print(f"keep_freed_memory(): {keep_freed_memory()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
