@@ -165,9 +165,17 @@ def test_worker_processes_give_the_same_rows(data, tmp_path):
     assert [r["psnr"] for r in one.rows] == [r["psnr"] for r in two.rows]
 
 
+def test_flip_variant_runs_the_same_cases_with_flip_averaging(data, tmp_path):
+    res = evaluate(data.photos, data.masks, out_dir=tmp_path / "f", methods=["pconv", "pconv-flip"],
+                   weights=data.weights, size_policy="native", seed=2, progress=False, limit=6)
+    rows = {m: [r for r in res.rows if r["method"] == m] for m in ("pconv", "pconv-flip")}
+    assert [r["case"] for r in rows["pconv"]] == [r["case"] for r in rows["pconv-flip"]]
+    assert [r["psnr"] for r in rows["pconv"]] != [r["psnr"] for r in rows["pconv-flip"]]
+
+
 def test_bad_requests_are_clear_errors(data, tmp_path):
     run = dict(masks=data.masks, out_dir=tmp_path / "o", progress=False)
-    with pytest.raises(PConvError, match="available: pconv, telea, ns, biharmonic, patchmatch"):
+    with pytest.raises(PConvError, match="available: pconv, pconv-flip, telea, ns, biharmonic, patchmatch"):
         evaluate(data.photos, methods=["lama"], **run)
     with pytest.raises(PConvError, match="size policy"):
         evaluate(data.photos, methods=["telea"], size_policy="300", **run)

@@ -315,3 +315,20 @@ def test_legacy_pt_checkpoint_loads_weights_only(tmp_path: Path, inp: Inpainter)
     (tmp_path / "evil.pt").write_bytes(b"\x80\x04not a state dict")
     with pytest.raises(PConvError, match="weights_only"):
         Inpainter(tmp_path / "evil.pt")
+
+
+def test_flip_average_is_the_mean_of_both_passes_and_mirror_exact(weights: Path):
+    inp = Inpainter(weights, precision="fp32", flip_average=True)
+    model = inp.model
+    rgb, hole = _img(64, 64, seed=3), _hole(64, 64)
+    out = np.asarray(inp(rgb, hole))
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    valid = torch.from_numpy(~hole).float()[None, None]
+    with torch.no_grad():
+        y = (model(x, valid) + model(x.flip(3), valid.flip(3)).flip(3)) * 0.5
+    ref = y[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out, np.where(hole[:, :, None], ref, rgb))
+    mirrored = np.asarray(inp(rgb[:, ::-1].copy(), hole[:, ::-1].copy()))
+    np.testing.assert_array_equal(mirrored, out[:, ::-1])
+    plain = np.asarray(Inpainter(weights, precision="fp32")(rgb, hole))
+    assert not np.array_equal(plain, out)  # the second pass changes the fill

@@ -346,6 +346,9 @@ class Inpainter:
     "biharmonic", "patchmatch"). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
     ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
     together. ``crop_margin``: context around each hole group for the crop strategy (default S/4).
+    ``flip_average``: also run the mirror image and average the two fills (test-time augmentation:
+    twice the compute; the result is exactly mirror-symmetric: filling a mirrored photo gives the
+    mirrored fill).
 
     ``inpainter(image, mask)`` returns the filled image in the type of ``image`` (PIL in, PIL out;
     numpy in, numpy out); :meth:`inpaint` returns an :class:`InpaintResult` with details.
@@ -360,8 +363,10 @@ class Inpainter:
         precision: str = "auto",
         batch_size: int = 4,
         crop_margin: Optional[int] = None,
+        flip_average: bool = False,
     ) -> None:
         self.method = method
+        self.flip_average = bool(flip_average)
         self.device = resolve_device(device)
         if int(batch_size) < 1:
             raise PConvError(f"batch_size must be at least 1, got {batch_size}")
@@ -395,7 +400,7 @@ class Inpainter:
 
     def __repr__(self) -> str:
         return (f"Inpainter(method={self.method!r}, device={str(self.device)!r}, precision={self.precision!r}, "
-                f"image_size={self.image_size})")
+                f"image_size={self.image_size}, flip_average={self.flip_average})")
 
     # ---------------------------------------------------------------- public API
     def choose_strategy(self, height: int, width: int, strategy: str = "auto") -> str:
@@ -571,8 +576,11 @@ class Inpainter:
         dtype = autocast_dtype(self.precision)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype or torch.float32,
                                                     enabled=dtype is not None):
-            y = self.model(xt, mt)
-            y = y.float().clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            y = self.model(xt, mt).float()
+            if self.flip_average:
+                # (a + b) / 2 is symmetric in a and b, so a mirrored input gives the mirrored output exactly
+                y = (y + self.model(xt.flip(3), mt.flip(3)).float().flip(3)) * 0.5
+            y = y.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out = []
         for i, (rgb, hole) in enumerate(zip(rgbs, holes)):
             h, w = hole.shape

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mask test set: NVIDIA's layout (buckets.csv) or `pconv masks testset` output; "
                         "white = hole")
     parser.add_argument("--methods", default="pconv,telea,ns,biharmonic,patchmatch",
-                        help="comma-separated methods: pconv, telea, ns, biharmonic, patchmatch")
+                        help="comma-separated methods: pconv, pconv-flip (flip averaging), telea, ns, biharmonic, patchmatch")
     parser.add_argument("--size", default="256", choices=["256", "512", "native"],
                         help="centre-crop + resize photos to 256² or 512², or keep their native size")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for results.md, rows.csv/json, plots")
