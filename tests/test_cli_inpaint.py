@@ -57,6 +57,16 @@ def test_single_image(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixtu
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_flip_average_option_matches_the_api(tmp_path: Path, weights: Path) -> None:
+    from pconv.inference import Inpainter
+
+    img, mask = _pair(tmp_path)
+    out = tmp_path / "out.png"
+    assert _run(weights, str(img), str(mask), "-o", str(out), "--flip-average") == 0
+    expected = np.asarray(Inpainter(weights, device="cpu", flip_average=True)(_rgb(), _hole()))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+
+
 def test_refuses_existing_output_and_overwrite(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
     img, mask = _pair(tmp_path)
     out = tmp_path / "out.png"

@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's ~89M)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="also fill the mirrored photo and average (twice the time; +0.1 dB PSNR on our evaluation)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = bf16 on CPUs with native bf16 and on GPUs, else fp32")
@@ -160,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             raise PConvError(f"{out} already exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
             raise PConvError(f"cannot write {out}: folder {out.parent} does not exist")
-        inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision)
+        inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
+                          flip_average=args.flip_average)
         notes = _inpaint_one(inpainter, image, mask, out, args)
         for note in notes:
             print(f"{image.name}: {note}")
@@ -174,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         raise PConvError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise PConvError(f"the output folder {out_dir} is not writable")
-    inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision)
+    inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
+                          flip_average=args.flip_average)
     from tqdm import tqdm
 
     done: List[str] = []
