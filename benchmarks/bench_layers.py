@@ -140,6 +140,48 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
     return rows
 
 
+def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: float) -> None:
+    """Where PartialConv2d's extra time goes, bf16 + channels_last forward+backward, side by side:
+    plain conv, + the mask update (computed, unused), + the rescale without bias, the whole layer."""
+    from pconv.layers import mask_update
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last
+    x0 = torch.randn(batch, channels, size, size).contiguous(memory_format=fmt)
+    mask = (torch.rand(batch, channels, size, size) > 0.25).float()
+    mask[:, :, size // 4: size // 2, size // 4: size // 2] = 0
+    mask = mask.contiguous(memory_format=fmt)
+    plain = nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=fmt)
+    ours = PartialConv2d(channels, channels, 3, padding=1, check_mask=False).to(memory_format=fmt)
+    ours.load_state_dict(plain.state_dict())
+    grad_out = torch.randn(batch, channels, size, size).contiguous(memory_format=fmt).bfloat16()
+    k = (3, 3)
+
+    def with_update(x: Tensor) -> Tensor:
+        mask_update(mask, channels, k, (1, 1), (1, 1), (1, 1))
+        return plain(x * mask)
+
+    def rescaled_no_bias(x: Tensor) -> Tensor:
+        scale, _ = mask_update(mask, channels, k, (1, 1), (1, 1), (1, 1))
+        return F.conv2d(x * mask, plain.weight, None, 1, 1).mul_(scale.to(torch.bfloat16))
+
+    variants = {"plain conv": lambda x: plain(x * mask), "+ mask update": with_update,
+                "+ rescale (no bias)": rescaled_no_bias, "PartialConv2d": lambda x: ours(x, mask)[0]}
+
+    def step(f: Callable) -> Callable[[], None]:
+        def run() -> None:
+            xg = x0.clone().requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = f(xg)
+            out.backward(grad_out)
+        return run
+
+    t = _times({k: step(f) for k, f in variants.items()}, min_reps, min_seconds, warmup=2)
+    base = t["plain conv"][1]
+    print("ablation, bf16 channels_last fwd+bwd, median ms: "
+          + "  ".join(f"{k} {v[1]*1e3:.1f} (+{(v[1]-base)*1e3:.1f})" for k, v in t.items()), flush=True)
+
+
 def bench_unet(sizes: List[int], min_reps: int, min_seconds: float) -> None:
     for name in ("cpu", "paper"):
         torch.manual_seed(0)
@@ -191,11 +233,13 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}, {platform.processor() or platform.machine()}")
     if args.quick:
         bench_layers(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
+        ablation(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
         if not args.skip_unet:
             bench_unet([256], min_reps=1, min_seconds=0.0)
         return
     print("PartialConv2d: multi-channel mask, 3×3, 128→128 channels, 128×128, batch 6 (median ms)")
     bench_layers(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
+    ablation(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
     if not args.skip_unet:
         bench_unet([256, 512], min_reps=3, min_seconds=2.0)
 
