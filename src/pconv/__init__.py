@@ -13,7 +13,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pconv.errors import PConvError
-from pconv.layers import PartialConv2d, partial_conv2d
+from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
 from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
 from pconv.losses import InpaintingLoss, LossWeights
 from pconv.vgg import VGG16Features, load_vgg16_features
@@ -26,6 +26,7 @@ __all__ = [
     "PConvError",
     "PartialConv2d",
     "partial_conv2d",
+    "partial_conv2d_cat",
     "PConvUNet",
     "PConvUNetConfig",
     "CONFIGS",
