@@ -165,8 +165,28 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
         scale, _ = mask_update(mask, channels, k, (1, 1), (1, 1), (1, 1))
         return F.conv2d(x * mask, plain.weight, None, 1, 1).mul_(scale.to(torch.bfloat16))
 
-    variants = {"plain conv": lambda x: plain(x * mask), "+ mask update": with_update,
-                "+ rescale (no bias)": rescaled_no_bias, "PartialConv2d": lambda x: ours(x, mask)[0]}
+    scale_bf16 = mask_update(mask, channels, k, (1, 1), (1, 1), (1, 1))[0].to(torch.bfloat16)
+
+    class OnePass(torch.autograd.Function):
+        """One multiply by the scale, in forward only or in backward only: the cost of one pass."""
+
+        @staticmethod
+        def forward(ctx, t: Tensor, in_forward: bool) -> Tensor:  # type: ignore[override]
+            ctx.in_forward = in_forward
+            return t * scale_bf16 if in_forward else t.view_as(t)
+
+        @staticmethod
+        def backward(ctx, grad: Tensor):  # type: ignore[override]
+            return (grad if ctx.in_forward else grad * scale_bf16), None
+
+    def conv_no_bias(x: Tensor) -> Tensor:
+        return F.conv2d(x * mask, plain.weight, None, 1, 1)
+
+    variants = {"plain conv": lambda x: plain(x * mask), "conv without bias": conv_no_bias,
+                "+ one pass in forward": lambda x: OnePass.apply(conv_no_bias(x), True),
+                "+ one pass in backward": lambda x: OnePass.apply(conv_no_bias(x), False),
+                "+ mask update": with_update, "+ rescale (no bias)": rescaled_no_bias,
+                "PartialConv2d": lambda x: ours(x, mask)[0]}
 
     def step(f: Callable) -> Callable[[], None]:
         def run() -> None:
