@@ -7,6 +7,7 @@ pipeline (decode + crop + mask) when --data is given. Rows, in one run:
                  conv→ReLU→pool order, autograd L1s on sliced features, NCHW Gram matrices) and
                  glibc's default allocator policy: what pconv's first version did
   ours fp32      pconv's loss in fp32 NCHW (same allocator policy), to separate code from precision
+  ours bf16+CL   pconv's default precision and layout, still with glibc's default allocator policy
   then, after pconv.device.keep_freed_memory() (what `pconv train` does):
   ours fp32      again, fp32 NCHW
   ours bf16+CL   bf16 autocast + channels_last: pconv's default on this CPU
@@ -125,6 +126,7 @@ def main() -> None:
     rows = {}
     cases = [("naive: fp32 NCHW, textbook loss", "fp32", False, "textbook"),
              ("ours: fp32 NCHW, full loss", "fp32", False, "full"),
+             ("ours: bf16 + channels_last, full loss, default memory", "bf16", True, "full"),
              ("keep_freed_memory()", None, None, None),
              ("ours: fp32 NCHW, full loss, kept memory", "fp32", False, "full"),
              ("ours: bf16 + channels_last, full loss", "bf16", True, "full"),
@@ -151,7 +153,7 @@ def main() -> None:
         if loss != "l1tv":
             flops += (2 * 2 + 1) * vgg_flops(args.size) * args.batch
         rows[name] = step
-        print(f"{name:42s} step {step*1000:7.0f} ms  {args.batch/step:5.1f} img/s  "
+        print(f"{name:54s} step {step*1000:7.0f} ms  {args.batch/step:5.1f} img/s  "
               + "  ".join(f"{k} {v*1000:.0f}ms" for k, v in t.items())
               + f"  {flops/step/1e12:.3f} TFLOP/s = {flops/step/1e12/args.peak_tflops:.0%} of peak", flush=True)
     naive = rows[cases[0][0]]

@@ -56,12 +56,16 @@ def mask_update(
     ``scale`` = sum(1)/sum(M) where sum(M) > 0 and 0 elsewhere; ``new_mask`` = 1[sum(M) > 0].
     ``mask`` is (B, 1, H, W) (one mask shared by all ``in_channels``) or (B, in_channels, H, W).
     """
+    return _window_scale(_valid_channels(mask, in_channels), in_channels, kernel_size, stride, padding, dilation)
+
+
+@torch.no_grad()
+def _valid_channels(mask: Tensor, channels: int) -> Tensor:
+    """Per-pixel count of valid channels, (B, 1, H, W) float32, for a (B, 1 or ``channels``, H, W) mask."""
     with torch.autocast(device_type=mask.device.type, enabled=False):
         if mask.shape[1] == 1:
-            channel_sum = mask.float() * in_channels
-        else:
-            channel_sum = mask.sum(dim=1, keepdim=True, dtype=torch.float32)
-    return _window_scale(channel_sum, in_channels, kernel_size, stride, padding, dilation)
+            return mask.float() * channels
+        return mask.sum(dim=1, keepdim=True, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -146,12 +150,8 @@ def partial_conv2d_cat(
             raise PConvError(f"each part's mask must be (B, 1 or C, H, W) matching its features {tuple(x.shape)}, "
                              f"got {tuple(m.shape)}")
         xs.append(x * m.to(x.dtype))
-        with torch.no_grad(), torch.autocast(device_type=m.device.type, enabled=False):
-            if m.shape[1] == 1:
-                count = m.float() * x.shape[1]
-            else:
-                count = m.sum(dim=1, keepdim=True, dtype=torch.float32)
-            channel_sum = count if channel_sum is None else channel_sum + count
+        count = _valid_channels(m, x.shape[1])
+        channel_sum = count if channel_sum is None else channel_sum + count
     if channel_sum is None:
         raise PConvError("partial_conv2d_cat needs at least one (features, mask) part")
     x_masked = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]

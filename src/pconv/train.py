@@ -155,7 +155,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     is_main = rank == 0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    keep_freed_memory()  # ~25 % faster steps on CPU (see its docstring)
+    keep_freed_memory()  # a quarter off each step on CPU (see its docstring)
     precision = resolve_precision(config.precision, device)
     run_dir = Path(config.out)
     channels_last = config.channels_last and device.type != "mps"
