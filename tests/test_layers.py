@@ -383,3 +383,23 @@ def test_cat_of_parts_rejects_bad_masks_clearly():
         partial_conv2d_cat([], torch.randn(3, 4, 3, 3))
     with pytest.raises(PConvError, match="weight expects"):
         partial_conv2d_cat([(x, torch.ones(1, 1, 8, 8))], torch.randn(3, 5, 3, 3))
+
+
+@pytest.mark.parametrize("hole", [0, 4, 9, 12])
+def test_channels_last_with_bias_matches_reference_for_any_share_of_empty_windows(hole):
+    """With a bias, pixels whose window holds no valid input must be 0, not b. channels_last
+    zeroes them row by row when they are few and in one pass when they are many: both ways
+    (and none at all) equal the reference."""
+    torch.manual_seed(21)
+    layer = PartialConv2d(5, 7, 3, padding=1).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        layer.bias.uniform_(0.5, 1.0)
+    x = torch.randn(2, 5, 16, 16)
+    mask = torch.ones(2, 5, 16, 16)
+    mask[:, :, :hole, :hole] = 0
+    out, new_mask = layer(x.contiguous(memory_format=torch.channels_last), mask)
+    ref, ref_mask = reference_pconv(x, mask, layer.weight, layer.bias, 1, 1, 1)
+    assert torch.equal(new_mask.double(), ref_mask)
+    empty_share = float((ref_mask == 0).double().mean())
+    assert empty_share == pytest.approx(max(hole - 1, 0) ** 2 / 256)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)

@@ -40,11 +40,12 @@ def hole_mask(b, c, h, w, seed=0):
 # ---------------------------------------------------------------- hole invariance
 
 
+@pytest.mark.parametrize("name", ["cpu", "cpu-head"])
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("mask_channels", [1, 3])
-def test_hole_invariance_cpu_config(train, mask_channels):
+def test_hole_invariance_cpu_config(name, train, mask_channels):
     """Pixels inside the hole have no influence at all on the output (zeros, noise, 1e6)."""
-    model = seeded_model(CONFIGS["cpu"]).train(train)
+    model = seeded_model(CONFIGS[name]).train(train)
     image = torch.rand(2, 3, 128, 128)
     mask = hole_mask(2, mask_channels, 128, 128, seed=1)
     assert (mask == 0).any()
@@ -111,18 +112,29 @@ def reference_unet_forward(model, image, mask):
         h, m = block(blk, h, m)
         skips.append((h, m))
     skips.pop()
-    for blk in model.decoder:
+    # The hole-aware head's extra input: the hole map as one more always-valid channel.
+    hole = [(1 - mask.mean(1, keepdim=True), torch.ones_like(mask[:, :1]))] if model.head is not None else []
+
+    def cat(parts):
+        return (torch.cat([x for x, _ in parts], dim=1),
+                torch.cat([mm.expand(-1, x.shape[1], -1, -1) for x, mm in parts], dim=1))
+
+    for i, blk in enumerate(model.decoder):
         sh, sm = skips.pop()
         h = torch.nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")
         m = torch.nn.functional.interpolate(m, scale_factor=2.0, mode="nearest")
-        cat_m = torch.cat([m.expand(-1, h.shape[1], -1, -1), sm.expand(-1, sh.shape[1], -1, -1)], dim=1)
-        h, m = block(blk, torch.cat([h, sh], dim=1), cat_m)
+        last = i == len(model.decoder) - 1
+        h, m = block(blk, *cat([(h, m), (sh, sm)] + (hole if last else [])))
+    if model.head is not None:
+        h, m = block(model.head, *cat([(h, m), (x, mask.expand(-1, 3, -1, -1))] + hole))
     return h * 0.5 + 0.5
 
 
+@pytest.mark.parametrize("head_channels", [0, 4])
 @pytest.mark.parametrize("mask_channels", [1, 3])
-def test_forward_equals_concatenated_mask_reference(mask_channels):
-    model = seeded_model(PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), image_size=32)).eval()
+def test_forward_equals_concatenated_mask_reference(mask_channels, head_channels):
+    config = PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), head_channels=head_channels, image_size=32)
+    model = seeded_model(config).eval()
     image = torch.rand(2, 3, 32, 32)
     mask = hole_mask(2, mask_channels, 32, 32, seed=4)
     with torch.no_grad():
@@ -194,7 +206,7 @@ def test_every_parameter_gets_a_gradient():
 # ---------------------------------------------------------------- architecture
 
 
-def expected_param_count(channels, kernels, image_channels=3):
+def expected_param_count(channels, kernels, image_channels=3, head_channels=0):
     """Count from the paper's description, independently of the model code.
 
     Encoder level i: k_i×k_i conv from the previous level (the image for i = 0) to channels[i];
@@ -212,7 +224,13 @@ def expected_param_count(channels, kernels, image_channels=3):
     skips = [image_channels] + list(channels[:-1])
     for n, skip in enumerate(reversed(skips)):
         last = n == len(skips) - 1
-        total += (up + skip) * skip * 9 + (skip if last else 2 * skip)
+        if last and head_channels:
+            # Hole-aware head: [features, image, hole map] -> head_channels (BN), then
+            # [head features, image, hole map] -> image (bias).
+            total += (up + skip + 1) * head_channels * 9 + 2 * head_channels
+            total += (head_channels + skip + 1) * skip * 9 + skip
+        else:
+            total += (up + skip) * skip * 9 + (skip if last else 2 * skip)
         up = skip
     return total
 
@@ -234,7 +252,33 @@ def test_paper_parameter_count():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_parameter_count_of_shipped_configs(name):
     c = CONFIGS[name]
-    assert sum(p.numel() for p in PConvUNet(c).parameters()) == expected_param_count(c.channels, c.kernels)
+    assert sum(p.numel() for p in PConvUNet(c).parameters()) == \
+        expected_param_count(c.channels, c.kernels, head_channels=c.head_channels)
+
+
+def test_cpu_head_is_cpu_plus_a_head():
+    cpu, head = CONFIGS["cpu"], CONFIGS["cpu-head"]
+    assert head.channels == cpu.channels and head.kernels == cpu.kernels and head.head_channels == 16
+    assert cpu.head_channels == 0 and CONFIGS["paper"].head_channels == 0
+
+
+def test_head_sees_a_one_pixel_hole():
+    """The paper's last layer sees a one-pixel hole only as a ~1 % change of its re-normalisation;
+    the head's hole map makes the hole an input of its own. With the hole map's weights alone
+    non-zero, the head's output moves at the hole pixel and nowhere outside its 3×3 window."""
+    model = seeded_model(PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), head_channels=4,
+                                         image_size=32)).eval()
+    with torch.no_grad():
+        model.head.conv.weight.zero_()
+        model.head.conv.weight[:, -1] = 1.0  # the hole-map channel
+        image = torch.rand(1, 3, 32, 32)
+        mask = torch.ones(1, 1, 32, 32)
+        full = model(image, mask)
+        mask[0, 0, 10, 12] = 0
+        holed = model(image, mask)
+    changed = (holed - full).abs().amax(1)[0] > 1e-4
+    assert changed[10, 12]
+    assert changed.nonzero().tolist() == [[y, x] for y in range(9, 12) for x in range(11, 14)]
 
 
 def test_cpu_config_is_half_width_depth_7():

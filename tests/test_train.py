@@ -176,3 +176,30 @@ def test_sigterm_to_process_group_checkpoints_and_stops(tmp_path):
     assert "stopped at step" in out and "--resume" in out
     ckpts = list(Path(config.out).glob("ckpt-*.pt"))
     assert len(ckpts) == 1 and int(ckpts[0].stem.split("-")[1]) >= 3
+
+
+def test_init_weights_grow_an_architecture(tmp_path):
+    """init_weights with an explicit model copies the tensors that fit and starts the rest fresh;
+    without a model, the file's own architecture is trained."""
+    first = _config(tmp_path / "a", steps=2)
+    train(first, progress=False)
+    trained = _weights(tmp_path / "a" / "run" / "last.safetensors")
+
+    again = _config(tmp_path / "b", steps=0, model=None, init_weights=str(tmp_path / "a" / "run" / "last.safetensors"))
+    train(again, progress=False)
+    same = _weights(tmp_path / "b" / "run" / "last.safetensors")
+    assert same.keys() == trained.keys() and all(torch.equal(same[k], trained[k]) for k in same)
+
+    grown = _config(tmp_path / "c", steps=0, model={**TINY_MODEL, "head_channels": 4},
+                    init_weights=str(tmp_path / "a" / "run" / "last.safetensors"))
+    train(grown, progress=False)
+    new = _weights(tmp_path / "c" / "run" / "last.safetensors")
+    assert "head.conv.weight" in new and "head.conv.weight" not in trained
+    assert torch.equal(new["encoder.0.conv.weight"], trained["encoder.0.conv.weight"])
+    assert torch.equal(new["decoder.0.conv.weight"], trained["decoder.0.conv.weight"])
+    # The last decoder layer changed shape (it feeds the head): it starts fresh.
+    assert new["decoder.1.conv.weight"].shape != trained["decoder.1.conv.weight"].shape
+
+    with pytest.raises(PConvError, match="no tensor of"):
+        train(_config(tmp_path / "d", steps=0, model={"channels": [4], "kernels": [3], "image_size": 32},
+                      init_weights=str(tmp_path / "a" / "run" / "last.safetensors")), progress=False)

@@ -27,8 +27,12 @@ class TrainConfig:
     hole_ratio: Tuple[float, float] = (0.01, 0.6)  #: range of hole-to-image ratios drawn for training masks
     workers: int = -1                   #: DataLoader worker processes; -1 = auto (1 on a 2-core machine)
     # --- model ---
-    model: Union[str, Dict[str, Any]] = "cpu"  #: a name in pconv.CONFIGS or a dict of PConvUNetConfig fields
-    init_weights: Optional[str] = None  #: start from these weights (safetensors), e.g. the shipped model
+    #: a name in pconv.CONFIGS or a dict of PConvUNetConfig fields; None = "cpu", or with
+    #: init_weights the architecture stored in that file
+    model: Union[str, Dict[str, Any], None] = None
+    #: start from these weights (safetensors), e.g. the shipped model; with an explicit `model`,
+    #: only the tensors whose names and shapes fit it are copied (the rest start fresh)
+    init_weights: Optional[str] = None
     # --- recipe (the paper's) ---
     batch_size: int = 6                 #: global batch size (split across processes under torchrun); paper: 6
     steps: int = 10000                  #: total optimisation steps

@@ -79,8 +79,7 @@ def _window_scale(
 ) -> Tuple[Tensor, Tensor]:
     """``(scale, new_mask)`` from the per-pixel count of valid channels, (B, 1, H, W) float32."""
     with torch.autocast(device_type=channel_sum.device.type, enabled=False):
-        ones = torch.ones(1, 1, *kernel_size, dtype=torch.float32, device=channel_sum.device)
-        window_sum = F.conv2d(channel_sum.contiguous(), ones, None, stride, padding, dilation)
+        window_sum = _box_sum(channel_sum, kernel_size, stride, padding, dilation)
         # Counts are small integers (exact in float32 for a direct convolution); the 0.5 threshold
         # keeps the mask right even if a convolution algorithm added rounding noise. Few ops on
         # purpose: each one is a parallel region on a CPU.
@@ -89,6 +88,21 @@ def _window_scale(
         total = float(in_channels * kernel_size[0] * kernel_size[1])
         scale = torch.where(valid, total / window_sum, 0.0)
     return scale, new_mask
+
+
+def _box_sum(t: Tensor, kernel_size: Tuple[int, int], stride: Tuple[int, int], padding: Tuple[int, int],
+             dilation: Tuple[int, int]) -> Tensor:
+    """Sum of ``t`` (B, 1, H, W) over every (dilated) kernel window: a convolution with a ones
+    kernel, computed as separable sums of shifted slices (5x faster than a one-channel conv here)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():  # one op for exported graphs
+        ones = torch.ones(1, 1, *kernel_size, dtype=t.dtype, device=t.device)
+        return F.conv2d(t.contiguous(), ones, None, stride, padding, dilation)
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    t = F.pad(t, (padding[1], padding[1], padding[0], padding[0]))
+    h_out = (t.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (t.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    rows = sum(t[:, :, :, j * dw: j * dw + sw * (w_out - 1) + 1: sw] for j in range(kw))
+    return sum(rows[:, :, i * dh: i * dh + sh * (h_out - 1) + 1: sh] for i in range(kh))
 
 
 def partial_conv2d(
@@ -122,7 +136,7 @@ def partial_conv2d(
             )
         if mask.shape[0] != x.shape[0]:
             mask = mask.expand(x.shape[0], -1, -1, -1)
-        x_masked = x * mask.to(x.dtype)
+        x_masked = _apply_mask(x, mask)
     scale, new_mask = mask_update(mask, in_channels, (weight.shape[2], weight.shape[3]), stride, padding, dilation)
     return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
 
@@ -149,7 +163,7 @@ def partial_conv2d_cat(
                 or m.shape[2:] != x.shape[2:]:
             raise PConvError(f"each part's mask must be (B, 1 or C, H, W) matching its features {tuple(x.shape)}, "
                              f"got {tuple(m.shape)}")
-        xs.append(x * m.to(x.dtype))
+        xs.append(_apply_mask(x, m))
         count = _valid_channels(m, x.shape[1])
         channel_sum = count if channel_sum is None else channel_sum + count
     if channel_sum is None:
@@ -160,6 +174,12 @@ def partial_conv2d_cat(
     scale, new_mask = _window_scale(channel_sum, in_channels, (weight.shape[2], weight.shape[3]), stride, padding,
                                     dilation)
     return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
+
+
+def _apply_mask(x: Tensor, mask: Tensor) -> Tensor:
+    """``X ⊙ M``. (Multiplying straight into the autocast dtype was measured: PyTorch's mixed-dtype
+    ``mul(out=)`` is slower than multiply-then-cast, 8-114 ms vs 6 ms on the benchmark's tensor.)"""
+    return x * mask.to(x.dtype)
 
 
 def _check_weight(weight: Tensor, in_channels: int) -> None:
@@ -205,7 +225,7 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
         ctx.mark_dirty(raw)
         ctx.save_for_backward(scale, new_mask)
         torch.addcmul(bias.view(1, -1, 1, 1), raw, scale, out=raw)
-        return raw.mul_(new_mask)
+        return _zero_outside(raw, new_mask)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -215,12 +235,28 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
         return grad_raw, None, None, grad_bias
 
 
+def _zero_outside(t: Tensor, new_mask: Tensor) -> Tensor:
+    """``t *= new_mask`` in place. On a CPU with channels_last, where few pixels are outside the
+    mask, only those pixels' channel vectors are written (no pass over the whole tensor)."""
+    if t.device.type == "cpu" and t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
+            and not t.is_contiguous():
+        rows = (new_mask.reshape(-1) == 0).nonzero().squeeze(1)  # pixel indices, (B, H, W) order
+        if rows.numel() == 0:
+            return t
+        if rows.numel() * 4 <= new_mask.numel():
+            t.permute(0, 2, 3, 1).view(-1, t.shape[1]).index_fill_(0, rows, 0)
+            return t
+    return t.mul_(new_mask)
+
+
 def _masked_channel_sum(t: Tensor, mask: Tensor) -> Tensor:
     """``(t * mask).sum((0, 2, 3))`` for ``mask`` (B, 1, H, W), as a matrix product without a temporary."""
     b, c, h, w = t.shape
     mask = mask.to(t.dtype)
     if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.mv(t.permute(0, 2, 3, 1).reshape(-1, c).t(), mask.reshape(-1))
+        # mask_row @ (B·H·W, C): a vector-matrix product reading t row by row (2.4x faster here
+        # than the equivalent mv on the transposed view, which reads it column by column).
+        return (mask.reshape(1, -1) @ t.permute(0, 2, 3, 1).reshape(-1, c)).view(c)
     if t.is_contiguous():
         return torch.bmm(t.view(b, c, h * w), mask.reshape(b, h * w, 1)).sum(0).view(c)
     return (t * mask).sum((0, 2, 3))

@@ -31,6 +31,11 @@ class PConvUNetConfig:
     channels: Tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
     kernels: Tuple[int, ...] = (7, 5, 5, 3, 3, 3, 3, 3)
     image_channels: int = 3
+    #: 0: the paper's last layer (3×3 partial conv to the image channels, linear). N > 0: a
+    #: hole-aware full-resolution head: the last decoder layer outputs N channels with BN and
+    #: LeakyReLU, and a further 3×3 partial conv maps them to the image; both see the input image
+    #: and the hole map (1 - mask) as explicit channels, so thin holes are told apart at the pixel.
+    head_channels: int = 0
     #: Training resolution the configuration is meant for (inference uses it to pick a strategy).
     image_size: int = 512
 
@@ -46,6 +51,8 @@ class PConvUNetConfig:
             raise PConvError(f"kernel sizes must be odd and positive, got {self.kernels}")
         if any(c < 1 for c in self.channels):
             raise PConvError(f"channel counts must be positive, got {self.channels}")
+        if self.head_channels < 0:
+            raise PConvError(f"head_channels must be >= 0 (0 = the paper's last layer), got {self.head_channels}")
 
     @property
     def depth(self) -> int:
@@ -70,10 +77,15 @@ class PConvUNetConfig:
 
 #: Named configurations. "paper": the published 512×512 network (~33M parameters).
 #: "cpu": half width, depth 7, meant for 256×256 training on a CPU (~6.5M parameters).
+#: "cpu-head": "cpu" with the 16-channel hole-aware full-resolution head (see ``head_channels``).
 CONFIGS: Dict[str, PConvUNetConfig] = {
     "paper": PConvUNetConfig(),
     "cpu": PConvUNetConfig(
         channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256
+    ),
+    "cpu-head": PConvUNetConfig(
+        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
+        image_size=256,
     ),
 }
 
@@ -118,14 +130,20 @@ class PConvUNet(nn.Module):
             cin = c
         # decoder[j] undoes encoder level depth-1-j; its skip is encoder level depth-2-j (or the image).
         self.decoder = nn.ModuleList()
+        n_img, n_head = config.image_channels, config.head_channels
         for i in reversed(range(config.depth)):
-            skip = ch[i - 1] if i > 0 else config.image_channels
-            cout = ch[i - 1] if i > 0 else config.image_channels
-            last = i == 0
+            skip = ch[i - 1] if i > 0 else n_img
+            if i > 0:
+                cout, linear = ch[i - 1], False
+            elif n_head:  # first full-resolution layer of the hole-aware head; it sees the hole map
+                cout, linear, skip = n_head, False, n_img + 1
+            else:  # the paper's last layer
+                cout, linear = n_img, True
             self.decoder.append(
-                PConvBlock(cin + skip, cout, 3, stride=1, bn=not last, act=None if last else nn.LeakyReLU(0.2, inplace=True))
+                PConvBlock(cin + skip, cout, 3, stride=1, bn=not linear, act=None if linear else nn.LeakyReLU(0.2, inplace=True))
             )
             cin = cout
+        self.head = PConvBlock(n_head + n_img + 1, n_img, 3, stride=1, bn=False, act=None) if n_head else None
 
     def check_input(self, image: Tensor, mask: Tensor) -> None:
         """Raise PConvError naming the problem if ``image``/``mask`` cannot go through the net."""
@@ -156,13 +174,19 @@ class PConvUNet(nn.Module):
             h, m = block(h, m)
             skips.append((h, m))
         skips.pop()  # the bottleneck is not a skip
+        # The head's explicit hole map (the share of hole channels per pixel), valid everywhere.
+        hole = (1.0 - mask.mean(1, keepdim=True)) if self.head is not None else None
+        extra = [(hole, torch.ones_like(hole))] if hole is not None else []
         for block in self.decoder:
             skip_h, skip_m = skips.pop()
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             m = F.interpolate(m, scale_factor=2.0, mode="nearest")
             # Features and masks are concatenated separately (the paper's skip links); the
             # concatenated mask is never built: each part keeps its one-channel mask.
-            h, m = block([(h, m), (skip_h.to(h.dtype), skip_m.to(m.dtype))])
+            parts = [(h, m), (skip_h.to(h.dtype), skip_m.to(m.dtype))]
+            h, m = block(parts + (extra if not skips else []))
+        if self.head is not None:
+            h, m = self.head([(h, m), (x.to(h.dtype), mask.to(m.dtype))] + extra)
         return h * 0.5 + 0.5
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":

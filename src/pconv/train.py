@@ -29,7 +29,7 @@ from pconv.data import MaskSampler, StepBatchSampler, TrainDataset, ValDataset, 
 from pconv.device import autocast_dtype, keep_freed_memory, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, build_model
-from pconv.weights import load_model, save_weights
+from pconv.weights import load_matching, load_model, save_weights
 
 __all__ = ["train", "get_phase", "validate", "Phase", "RUNTIME_FIELDS"]
 
@@ -149,6 +149,19 @@ def _default_workers() -> int:
     return 1 if cores <= 2 else min(8, cores // 2)
 
 
+def _initial_model(config: TrainConfig, announce: bool) -> PConvUNet:
+    """The model a run starts from: ``model`` and/or ``init_weights`` (see TrainConfig)."""
+    if config.init_weights and config.model is None:
+        return load_model(config.init_weights).train()
+    model = build_model(config.model if config.model is not None else "cpu")
+    if config.init_weights:
+        copied, fresh = load_matching(model, config.init_weights)
+        if announce:
+            print(f"pconv train: {len(copied)} tensors from {config.init_weights}; new: {', '.join(fresh) or 'none'}",
+                  file=sys.stderr)
+    return model.train()
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the exported weights."""
     rank, world, device = _setup_distributed(config.device)
@@ -185,7 +198,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     # --- model, loss, optimiser ---
     torch.manual_seed(config.seed)
-    model = load_model(config.init_weights).train() if config.init_weights else build_model(config.model)
+    model = _initial_model(config, announce=is_main)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -12,7 +12,7 @@ import os
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import List, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -142,6 +142,19 @@ def load_model(path: Optional[PathLike] = None, device: Union[str, torch.device]
         raise PConvError(f"{path} does not fit its declared configuration: {exc}") from None
     model.weights_metadata = dict(meta)  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+def load_matching(model: PConvUNet, path: PathLike) -> Tuple[List[str], List[str]]:
+    """Copy into ``model`` every tensor of the weights file whose name and shape fit; the rest of
+    ``model`` keeps its initialisation. For growing an architecture from trained weights (e.g. adding
+    the hole-aware head to a trained ``cpu`` model). Returns ``(copied, not_copied)`` names of ``model``."""
+    state, _ = load_weights(path)
+    own = model.state_dict()
+    fits = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise PConvError(f"no tensor of {path} fits this model's architecture: nothing to start from")
+    model.load_state_dict(fits, strict=False)
+    return sorted(fits), sorted(set(own) - set(fits))
 
 
 def default_weights_path() -> Path:
