@@ -40,6 +40,9 @@ class TrainConfig:
     finetune_lr: float = 5e-5           #: phase 2, encoder BN frozen (paper)
     finetune_step: Optional[int] = None  #: switch to phase 2 at this step; None = never (use `finetune` instead)
     finetune: bool = False              #: run the whole run as phase 2 (e.g. from a phase-1 checkpoint via init_weights)
+    #: decay of an exponential moving average of the weights (0 = off; e.g. 0.999). When on,
+    #: validation, best/last exports and the best checkpoint's choice use the averaged weights
+    ema: float = 0.0
     # --- loss weights (paper defaults); 0 skips a term, and perceptual = style = 0 skips VGG entirely ---
     w_valid: float = 1.0
     w_hole: float = 6.0
@@ -74,6 +77,8 @@ class TrainConfig:
             problems.append(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             problems.append(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if not 0 <= self.ema < 1:
+            problems.append(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.image_size < 16:
             problems.append(f"image_size must be >= 16, got {self.image_size}")
         for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "lr", "finetune_lr"):

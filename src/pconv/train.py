@@ -216,9 +216,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     # fp16 (CUDA) needs loss scaling against gradient underflow; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # The averaged copy follows the weights and the BN statistics (use_buffers) step by step.
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema), use_buffers=True
+    ) if config.ema > 0 else None
     step, best_psnr = 0, -math.inf
     if state is not None:
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, best_psnr = int(state["step"]), float(state["best_psnr"])
         torch.set_rng_state(state["rng"])
@@ -253,6 +259,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     def write_checkpoint(path: Path) -> None:
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         **({"ema": ema.state_dict()} if ema is not None else {}),
                          "rng": torch.get_rng_state(), "config": config.to_dict(), "best_psnr": best_psnr,
                          "scaler": scaler.state_dict()}, path)
 
@@ -277,6 +284,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             scaler.scale(total).backward()
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             n_last += image.shape[0] * world
             if not torch.isfinite(total.detach()):
@@ -296,7 +305,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 if bar:
                     bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}", phase=phase.name)
             if is_main and (step % config.val_every == 0 or step == config.steps):
-                metrics, grid = validate(model, val, device, precision, channels_last)
+                metrics, grid = validate(_evaluated(model, ema), val, device, precision, channels_last)
                 log_file.write(json.dumps({"step": step, **metrics}) + "\n")
                 log_file.flush()
                 if writer:
@@ -307,7 +316,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 if metrics["val_psnr"] > best_psnr:
                     best_psnr = metrics["val_psnr"]
                     write_checkpoint(run_dir / "best.pt")
-                    save_weights(model, run_dir / "best.safetensors", {"step": str(step), "val_psnr": f"{best_psnr:.3f}"})
+                    save_weights(_evaluated(model, ema), run_dir / "best.safetensors",
+                                 {"step": str(step), "val_psnr": f"{best_psnr:.3f}"})
             if is_main and (step % config.ckpt_every == 0 or step == config.steps or flag.stop):
                 write_checkpoint(run_dir / f"ckpt-{step:07d}.pt")
                 prune_checkpoints(run_dir, config.keep_last)
@@ -322,13 +332,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         bar.close()
     exported = run_dir / "last.safetensors"
     if is_main:
-        save_weights(model, exported, {"step": str(step)})
+        save_weights(_evaluated(model, ema), exported, {"step": str(step)})
         log_file.close()
         if writer:
             writer.close()
     if world > 1:
         dist.barrier()
     return exported
+
+
+def _evaluated(model: PConvUNet, ema: Optional[torch.optim.swa_utils.AveragedModel]) -> PConvUNet:
+    """The weights a run validates and exports: the moving average when there is one."""
+    if ema is None:
+        return model
+    averaged = ema.module
+    averaged.encoder_bn_frozen = model.encoder_bn_frozen
+    return averaged
 
 
 def _save_grid(grid: torch.Tensor, path: Path) -> None:
