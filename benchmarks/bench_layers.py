@@ -203,7 +203,7 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
 
 
 def bench_unet(sizes: List[int], min_reps: int, min_seconds: float) -> None:
-    for name in ("cpu", "paper"):
+    for name in ("cpu", "cpu-head", "paper"):
         torch.manual_seed(0)
         model = PConvUNet(CONFIGS[name]).eval()
         model_cl = PConvUNet(CONFIGS[name]).eval().to(memory_format=torch.channels_last)
@@ -225,7 +225,7 @@ def bench_unet(sizes: List[int], min_reps: int, min_seconds: float) -> None:
 
             t = _times({"fp32": fp32, "bf16_cl": bf16_cl}, min_reps, min_seconds, warmup=1)
             print(
-                f"U-Net {name:5s} {size:4d}² batch 1 fwd, min/median ms: fp32 NCHW {t['fp32'][0]*1e3:7.1f}/"
+                f"U-Net {name:8s} {size:4d}² batch 1 fwd, min/median ms: fp32 NCHW {t['fp32'][0]*1e3:7.1f}/"
                 f"{t['fp32'][1]*1e3:7.1f}   bf16+channels_last {t['bf16_cl'][0]*1e3:7.1f}/{t['bf16_cl'][1]*1e3:7.1f}"
                 f"   speed-up {t['fp32'][0]/t['bf16_cl'][0]:.2f}×",
                 flush=True,

@@ -453,3 +453,48 @@ def test_frames_in_natural_order(tmp_path):
     for i in (1, 2, 10):
         cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((8, 8), i, np.uint8))
     assert [int(f[0, 0]) for f in iter_frames(tmp_path)] == [1, 2, 10]
+
+
+# ---------------------------------------------------------------- noise level sets
+@pytest.mark.parametrize("lo,hi", [(0.01, 0.1), (0.1, 0.2), (0.3, 0.4), (0.5, 0.6), (0.2, 0.2)])
+def test_noise_ratio_lands_in_range(lo, hi):
+    from pconv.masks import noise_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        hole = noise_mask(64, 80, rng, (lo, hi))
+        assert hole.dtype == bool and hole.shape == (64, 80)
+        assert lo - 1 / hole.size <= hole_ratio(hole) <= hi + 1 / hole.size
+
+
+def test_noise_seeded_and_irregular():
+    from pconv.masks import noise_mask
+
+    a = noise_mask(96, 96, np.random.default_rng(3))
+    assert np.array_equal(a, noise_mask(96, 96, np.random.default_rng(3)))
+    assert not np.array_equal(a, noise_mask(96, 96, np.random.default_rng(4)))
+    # Over many draws there are thin lines: hole pixels with valid pixels on both sides.
+    rng = np.random.default_rng(5)
+    thin = 0
+    for _ in range(20):
+        h = noise_mask(96, 96, rng, (0.02, 0.1))
+        thin += int((h[1:-1, 1:-1] & ~h[:-2, 1:-1] & ~h[2:, 1:-1]).sum() + (h[1:-1, 1:-1] & ~h[1:-1, :-2] & ~h[1:-1, 2:]).sum())
+    assert thin > 100
+    with pytest.raises(PConvError, match="hole ratio range"):
+        noise_mask(32, 32, np.random.default_rng(0), (0.5, 0.2))
+
+
+@pytest.mark.parametrize("source", ["strokes", "noise", "mixed"])
+def test_mask_sampler_generated_sources(source):
+    from pconv.data import MaskSampler
+
+    sampler = MaskSampler(source, 64, (0.1, 0.3))
+    holes = [sampler(np.random.default_rng(i)) for i in range(6)]
+    assert all(h.shape == (64, 64) and 0.1 - 1e-3 <= h.mean() <= 0.3 + 1e-3 for h in holes)
+
+
+def test_mask_sampler_bad_source_names_the_choices(tmp_path):
+    from pconv.data import MaskSampler
+
+    with pytest.raises(PConvError, match="strokes, noise, mixed"):
+        MaskSampler(str(tmp_path / "nope"), 64, (0.1, 0.3))

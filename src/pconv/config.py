@@ -23,7 +23,9 @@ class TrainConfig:
     file_list: Optional[str] = None     #: optional text file of image paths (relative to `data`), one a line
     val_count: int = 16                 #: photos held out for validation (fixed masks, fixed crops)
     image_size: int = 256               #: training crop size; the cpu model is meant for 256
-    mask_source: str = "strokes"        #: "strokes" or a folder of mask images (white = hole), augmented as in the paper
+    #: "strokes" (brush strokes), "noise" (ragged blobs and thin broken lines, closer to the paper's
+    #: occlusion masks), "mixed" (half each), or a folder of mask images (white = hole), augmented as in the paper
+    mask_source: str = "strokes"
     hole_ratio: Tuple[float, float] = (0.01, 0.6)  #: range of hole-to-image ratios drawn for training masks
     workers: int = -1                   #: DataLoader worker processes; -1 = auto (1 on a 2-core machine)
     # --- model ---

@@ -108,25 +108,34 @@ def center_crop(im: Image.Image, size: int) -> np.ndarray:
     return np.array(im.crop((x, y, x + size, y + size)))
 
 
+#: Generated mask sources: brush strokes, noise level sets (ragged blobs, thin broken lines), or
+#: an even mix of the two.
+GENERATED_MASKS = ("strokes", "noise", "mixed")
+
+
 class MaskSampler:
-    """Draws hole masks (bool, True = hole): random strokes, or augmented mask files."""
+    """Draws hole masks (bool, True = hole): generated ones (see GENERATED_MASKS), or augmented mask files."""
 
     def __init__(self, source: str, size: int, hole_ratio: Tuple[float, float]) -> None:
         self.source, self.size, self.hole_ratio = source, size, tuple(hole_ratio)
         self.files: List[Path] = []
-        if source != "strokes":
+        if source not in GENERATED_MASKS:
             folder = Path(source)
             if not folder.is_dir():
-                raise PConvError(f"mask source must be 'strokes' or a folder of mask images; {folder} is neither")
+                raise PConvError(f"mask source must be one of {', '.join(GENERATED_MASKS)} or a folder of mask "
+                                 f"images; {folder} is neither")
             self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
             if not self.files:
                 raise PConvError(f"no mask images found in {folder}")
 
     def __call__(self, rng: np.random.Generator) -> np.ndarray:
         if not self.files:
+            from pconv.masks.noise import noise_mask
             from pconv.masks.strokes import stroke_mask
 
-            return stroke_mask(self.size, self.size, rng, self.hole_ratio)
+            use_noise = self.source == "noise" or (self.source == "mixed" and rng.random() < 0.5)
+            draw = noise_mask if use_noise else stroke_mask
+            return draw(self.size, self.size, rng, self.hole_ratio)
         from pconv.masks.augment import augment_mask
         from pconv.masks.io import read_mask_file
 

@@ -6,6 +6,13 @@ masks *separately* with the matching encoder level (the last one with the input 
 mask), 3×3 partial convolution, BN and LeakyReLU(0.2); the last layer has 3 channels, a bias, no BN
 and no activation.
 
+Optional hole-aware head (``head_channels > 0``, configuration "cpu-head"): in the paper's network
+the only full-resolution layer is the last, linear one, and it learns of a one-pixel hole only
+through a ~1 % change of its re-normalisation, so thin holes come out dark or blurred. The head
+makes the last decoder layer non-linear (N channels, BN, LeakyReLU) and adds a 3×3 partial conv
+after it; both get the input image and the hole map (1 - mask, a channel that is valid
+everywhere) as inputs. Hole invariance is unchanged: the hole map depends on the mask only.
+
 Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
 (B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.
 """
