@@ -498,3 +498,14 @@ def test_mask_sampler_bad_source_names_the_choices(tmp_path):
 
     with pytest.raises(PConvError, match="strokes, noise, mixed"):
         MaskSampler(str(tmp_path / "nope"), 64, (0.1, 0.3))
+
+
+def test_cli_noise_masks_are_the_generator_output(tmp_path):
+    from pconv.cli import main
+    from pconv.masks import noise_mask, read_mask_file
+
+    assert main(["masks", "noise", str(tmp_path / "n"), "--count", "2", "--size", "40x24", "--seed", "2",
+                 "--min-ratio", "0.1", "--max-ratio", "0.2"]) == 0
+    rng = np.random.default_rng(2)
+    for f in sorted((tmp_path / "n").iterdir()):
+        assert np.array_equal(read_mask_file(f), noise_mask(24, 40, rng, (0.1, 0.2)))

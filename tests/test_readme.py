@@ -104,6 +104,7 @@ def test_readme_commands_run(workdir):
     assert len(list((workdir / "filled").iterdir())) == 6
     assert (workdir / "pconv.onnx").is_file()
     assert len(list((workdir / "stroke-masks").glob("*.png"))) == 20
+    assert len(list((workdir / "noise-masks").glob("*.png"))) == 20
     assert (workdir / "eval-report" / "results.md").is_file()
     for run in ("mine", "ft", "ddp"):
         assert (workdir / "runs" / run / "last.safetensors").is_file(), run

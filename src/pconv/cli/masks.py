@@ -1,4 +1,4 @@
-"""`pconv masks`: make hole masks (strokes, video flow consistency), build and inspect test sets."""
+"""`pconv masks`: make hole masks (strokes, noise level sets, video flow consistency), build and inspect test sets."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 from pconv.errors import PConvError
 
-HELP = "make hole masks (random strokes, the paper's video masks) and bucketed mask test sets"
+HELP = "make hole masks (random strokes, noise level sets, the paper's video masks) and bucketed mask test sets"
 
 POLARITY = (
     "Polarity: mask files on disk are white = hole, black = keep (NVIDIA's test masks, IOPaint); "
@@ -60,16 +60,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = f"{HELP}. {POLARITY}"
     sub = parser.add_subparsers(dest="masks_command", metavar="KIND", required=True)
 
-    p = sub.add_parser("strokes", formatter_class=_FMT, help="random thick brush strokes and blobs",
-                       description="Write COUNT random free-form stroke masks (00000.png, ...) whose hole ratio "
-                                   f"lies in [--min-ratio, --max-ratio]. Same --seed, same masks. {POLARITY}")
-    p.add_argument("out_dir", type=Path, help="output folder (created if missing)")
-    p.add_argument("--count", type=int, default=100, help="number of masks")
-    p.add_argument("--size", type=_size, default="512", help="mask size, N or WIDTHxHEIGHT")
-    p.add_argument("--min-ratio", type=float, default=0.01, help="smallest hole-to-image area ratio")
-    p.add_argument("--max-ratio", type=float, default=0.6, help="largest hole-to-image area ratio")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    _common(p)
+    for kind, short, what in (
+        ("strokes", "random brush strokes and blobs", "random free-form stroke masks"),
+        ("noise", "ragged blobs and thin broken lines",
+         "irregular masks from noise level sets (ragged blobs, thin broken curving lines)"),
+    ):
+        p = sub.add_parser(kind, formatter_class=_FMT, help=short,
+                           description=f"Write COUNT {what} (00000.png, ...) whose hole ratio lies in "
+                                       f"[--min-ratio, --max-ratio]. Same --seed, same masks. {POLARITY}")
+        p.add_argument("out_dir", type=Path, help="output folder (created if missing)")
+        p.add_argument("--count", type=int, default=100, help="number of masks")
+        p.add_argument("--size", type=_size, default="512", help="mask size, N or WIDTHxHEIGHT")
+        p.add_argument("--min-ratio", type=float, default=0.01, help="smallest hole-to-image area ratio")
+        p.add_argument("--max-ratio", type=float, default=0.6, help="largest hole-to-image area ratio")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        _common(p)
 
     p = sub.add_parser("video", formatter_class=_FMT, help="the paper's masks: flow occlusions of a video",
                        description="Hole masks from a video as in the paper: forward and backward dense optical "
@@ -176,10 +181,13 @@ def _bar(total: Optional[int], desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
 
 
-def _run_strokes(args: argparse.Namespace) -> int:
+def _run_generated(args: argparse.Namespace) -> int:
+    """``pconv masks strokes`` and ``pconv masks noise``."""
     import numpy as np
 
-    from pconv.masks import stroke_mask, write_mask_file
+    from pconv.masks import noise_mask, stroke_mask, write_mask_file
+
+    draw = {"strokes": stroke_mask, "noise": noise_mask}[args.masks_command]
 
     if args.count < 1:
         raise PConvError(f"--count must be >= 1, got {args.count}")
@@ -187,15 +195,15 @@ def _run_strokes(args: argparse.Namespace) -> int:
     created = _prepare_out(args.out_dir, args.overwrite)
     rng = np.random.default_rng(args.seed)
     try:
-        with _bar(args.count, "strokes", "mask") as bar:
+        with _bar(args.count, args.masks_command, "mask") as bar:
             for i in range(args.count):
-                hole = stroke_mask(h, w, rng, (args.min_ratio, args.max_ratio))
+                hole = draw(h, w, rng, (args.min_ratio, args.max_ratio))
                 write_mask_file(args.out_dir / f"{i:05d}.png", hole, invert=args.invert_mask)
                 bar.update(1)
     except BaseException:
         _drop_if_empty(args.out_dir, created)
         raise
-    print(f"wrote {args.count} stroke masks ({w}x{h}) to {args.out_dir}")
+    print(f"wrote {args.count} {args.masks_command} masks ({w}x{h}) to {args.out_dir}")
     return 0
 
 
@@ -268,5 +276,5 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"strokes": _run_strokes, "video": _run_video, "testset": _run_testset, "info": _run_info}[
+    return {"strokes": _run_generated, "noise": _run_generated, "video": _run_video, "testset": _run_testset, "info": _run_info}[
         args.masks_command](args)
