@@ -189,6 +189,8 @@ def test_init_weights_grow_an_architecture(tmp_path):
     train(again, progress=False)
     same = _weights(tmp_path / "b" / "run" / "last.safetensors")
     assert same.keys() == trained.keys() and all(torch.equal(same[k], trained[k]) for k in same)
+    recorded = json.loads((tmp_path / "b" / "run" / "config.json").read_text())["model"]
+    assert recorded["channels"] == TINY_MODEL["channels"] and recorded["head_channels"] == 0
 
     grown = _config(tmp_path / "c", steps=0, model={**TINY_MODEL, "head_channels": 4},
                     init_weights=str(tmp_path / "a" / "run" / "last.safetensors"))

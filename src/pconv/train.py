@@ -199,6 +199,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     # --- model, loss, optimiser ---
     torch.manual_seed(config.seed)
     model = _initial_model(config, announce=is_main)
+    if config.model is None:  # record the architecture, so checkpoints and config.json name it
+        config = config.replace(model=model.config.to_dict())
+        if is_main:
+            config.save(run_dir / "config.json")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
