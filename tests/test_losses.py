@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -356,3 +358,41 @@ def test_real_photo_bf16_matches_fp32_and_blur_costs_more(tmp_path, monkeypatch)
         mask * gt + (1 - mask) * blurrier, gt, mask)
     assert float(t2["perceptual"]) > float(t32["perceptual"])
     assert float(t2["style_comp"]) > float(t32["style_comp"])
+
+
+def test_ssim_loss_equals_the_evaluation_metric():
+    """1 − ssim_loss is pconv.metrics.ssim (scikit-image's SSIM) on the same images, per image
+    and averaged over a batch; its gradient reaches the composite only within a window of a change."""
+    from pconv.losses import ssim_loss
+    from pconv.metrics import ssim
+
+    gen = torch.Generator().manual_seed(3)
+    gt = torch.rand(2, 3, 40, 36, generator=gen)
+    comp = (gt + 0.2 * torch.randn(2, 3, 40, 36, generator=gen)).clamp(0, 1)
+    expected = np.mean([ssim(c.permute(1, 2, 0).double().numpy(), g.permute(1, 2, 0).double().numpy())
+                        for c, g in zip(comp, gt)])
+    assert float(1 - ssim_loss(comp, gt)) == pytest.approx(expected, abs=1e-5)
+    assert float(ssim_loss(gt, gt)) == pytest.approx(0.0, abs=1e-6)
+
+    changed = gt.clone().requires_grad_(True)
+    with torch.no_grad():
+        changed[:, :, 20, 18] += 0.3
+    ssim_loss(changed, gt).backward()
+    g = changed.grad.abs().sum((0, 1))
+    reach = g > 1e-4 * g.max()  # where comp == gt, SSIM is at its maximum: zero gradient up to rounding
+    ys, xs = reach.nonzero(as_tuple=True)
+    assert reach[20, 18] and ys.min() >= 20 - 6 and ys.max() <= 20 + 6 and xs.min() >= 18 - 6 and xs.max() <= 18 + 6
+
+
+def test_ssim_weight_adds_the_term():
+    from pconv.losses import InpaintingLoss, LossWeights, ssim_loss
+
+    gen = torch.Generator().manual_seed(4)
+    gt, out = torch.rand(2, 3, 32, 32, generator=gen), torch.rand(2, 3, 32, 32, generator=gen)
+    mask = (torch.rand(2, 1, 32, 32, generator=gen) > 0.3).float()
+    base = LossWeights(perceptual=0, style=0)
+    total0, _ = InpaintingLoss(base)(out, gt, mask)
+    total1, terms = InpaintingLoss(LossWeights(perceptual=0, style=0, ssim=2.0))(out, gt, mask)
+    comp = mask * gt + (1 - mask) * out
+    assert float(terms["ssim"]) == pytest.approx(float(ssim_loss(comp, gt)), rel=1e-6)
+    assert float(total1 - total0) == pytest.approx(2.0 * float(terms["ssim"]), rel=1e-5)

@@ -25,6 +25,7 @@ __all__ = [
     "style_loss",
     "tv_region",
     "tv_loss",
+    "ssim_loss",
     "LossWeights",
     "InpaintingLoss",
 ]
@@ -136,6 +137,28 @@ def tv_loss(comp: Tensor, mask: Tensor) -> Tensor:
     return ((dh * pair_h).sum() + (dv * pair_v).sum()) / float(b * c * h * w)
 
 
+def ssim_loss(comp: Tensor, gt: Tensor, window: int = 7, data_range: float = 1.0) -> Tensor:
+    """1 − SSIM(I_comp, I_gt): differentiable, with exactly the evaluation's SSIM
+    (:func:`pconv.metrics.ssim`: scikit-image's uniform ``window``² window, K1 = 0.01, K2 = 0.03,
+    sample covariance, mean over channels and the windows that fit inside the image), averaged over
+    the batch. Not part of the paper's loss: an optional term (``w_ssim``) for the local structure
+    that SSIM scores and L1 does not see. Computed in float32."""
+    x, y = comp.float(), gt.float()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    n = window * window
+    cov_norm = n / (n - 1)
+
+    def mean(t: Tensor) -> Tensor:
+        return F.avg_pool2d(t, window, stride=1)
+
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return 1.0 - s.mean()
+
+
 def _valid_hole(output: Tensor, gt: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
     """(L_valid, L_hole) from one |I_out − I_gt|: same values as valid_loss/hole_loss for a binary mask."""
     ad = (output - gt).abs()
@@ -155,6 +178,8 @@ class LossWeights:
     perceptual: float = 0.05
     style: float = 120.0
     tv: float = 0.1
+    #: not in the paper: 1 − SSIM of the composite (see ssim_loss); 0 = off
+    ssim: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -262,6 +287,8 @@ class InpaintingLoss(nn.Module):
                 terms["hole"] = hole
         if w.tv > 0:
             terms["tv"] = tv_loss(comp, mask)
+        if w.ssim > 0:
+            terms["ssim"] = ssim_loss(comp, gt)
         if w.needs_vgg:
             if self.vgg is None:
                 raise PConvError("perceptual/style weights are > 0 but this InpaintingLoss has no VGG network")
@@ -288,7 +315,7 @@ class InpaintingLoss(nn.Module):
                 terms["style_out"] = s_out
                 terms["style_comp"] = s_comp
         scale = {"valid": w.valid, "hole": w.hole, "tv": w.tv, "perceptual": w.perceptual,
-                 "style_out": w.style, "style_comp": w.style}
+                 "style_out": w.style, "style_comp": w.style, "ssim": w.ssim}
         total = output.new_zeros((), dtype=torch.float32)
         logged: Dict[str, Tensor] = {}
         for name, value in terms.items():
