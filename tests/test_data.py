@@ -34,3 +34,26 @@ def test_random_crop_equals_resize_then_crop(shape):
         assert a.shape == (128, 128, 3) and a.dtype == np.uint8 and a.flags.c_contiguous
         diff = np.abs(a.astype(int) - b.astype(int))
         assert diff.max() <= 2 and diff.mean() < 0.1  # resampling rounding only
+
+
+def test_max_zoom_out_one_is_the_whole_scene():
+    """max_zoom_out=1: the short side is resized to the crop size, so a square photo is seen
+    whole; larger values show closer views (parts of it)."""
+    arr = np.zeros((512, 512, 3), np.uint8)
+    arr[:, 256:] = 255  # left half black, right half white
+    im = Image.fromarray(arr)
+    for seed in range(5):
+        crop = random_crop(im, 256, np.random.default_rng(seed), max_zoom_out=1.0)
+        assert abs(float((crop > 127).mean()) - 0.5) < 0.01
+    shares = [float((random_crop(im, 256, np.random.default_rng(s), max_zoom_out=2.0) > 127).mean())
+              for s in range(20)]
+    assert max(shares) - min(shares) > 0.3
+
+
+def test_train_config_checks_max_zoom_out():
+    from pconv.config import TrainConfig
+    from pconv.errors import PConvError
+
+    assert TrainConfig(max_zoom_out=1.0).max_zoom_out == 1.0
+    with pytest.raises(PConvError, match="max_zoom_out"):
+        TrainConfig(max_zoom_out=0.5)

@@ -26,6 +26,9 @@ class TrainConfig:
     #: "strokes" (brush strokes), "noise" (ragged blobs and thin broken lines, closer to the paper's
     #: occlusion masks), "mixed" (half each), or a folder of mask images (white = hole), augmented as in the paper
     mask_source: str = "strokes"
+    #: crops: the photo's short side is resized to a random size in [image_size, max_zoom_out·image_size]
+    #: (never above its own) before cropping; 1 = whole-scene views, larger = closer, smoother views
+    max_zoom_out: float = 3.0
     hole_ratio: Tuple[float, float] = (0.01, 0.6)  #: range of hole-to-image ratios drawn for training masks
     workers: int = -1                   #: DataLoader worker processes; -1 = auto (1 on a 2-core machine)
     # --- model ---
@@ -80,6 +83,8 @@ class TrainConfig:
             problems.append(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             problems.append(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if self.max_zoom_out < 1:
+            problems.append(f"max_zoom_out must be >= 1, got {self.max_zoom_out}")
         if not 0 <= self.ema < 1:
             problems.append(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.image_size < 16:

@@ -156,8 +156,10 @@ def _to_tensors(rgb: np.ndarray, hole: np.ndarray) -> Tuple[torch.Tensor, torch.
 class TrainDataset(torch.utils.data.Dataset):
     """Index ``(epoch, i)`` -> (image 3×S×S in [0,1], mask 1×S×S, 1 = valid)."""
 
-    def __init__(self, paths: Sequence[Path], size: int, masks: MaskSampler, seed: int) -> None:
+    def __init__(self, paths: Sequence[Path], size: int, masks: MaskSampler, seed: int,
+                 max_zoom_out: float = 3.0) -> None:
         self.paths, self.size, self.masks, self.seed = list(paths), size, masks, seed
+        self.max_zoom_out = max_zoom_out
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -174,7 +176,7 @@ class TrainDataset(torch.utils.data.Dataset):
                 warnings.warn(f"skipping unreadable image {path}: {exc}")
         else:
             raise PConvError("no training image could be read")
-        return _to_tensors(random_crop(im, self.size, rng), self.masks(rng))
+        return _to_tensors(random_crop(im, self.size, rng, self.max_zoom_out), self.masks(rng))
 
 
 class ValDataset(torch.utils.data.Dataset):

@@ -193,7 +193,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     paths, bad = scan_images(paths)
     train_paths, val_paths = split_train_val(paths, config.val_count)
     masks = MaskSampler(config.mask_source, config.image_size, config.hole_ratio)
-    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed)
+    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed, config.max_zoom_out)
     val = ValDataset(val_paths, config.image_size, masks, config.seed) if is_main else None
 
     # --- model, loss, optimiser ---
