@@ -56,7 +56,7 @@ def main(argv: List[str] | None = None) -> int:
     methods: Dict[str, object] = {}
     for w in args.weights:
         methods[f"pconv {Path(w).parent.name + '/' + Path(w).name if w else '(shipped)'}"] = Inpainter(w)
-    methods.update({"biharmonic": "biharmonic", "ns": "ns", "telea": "telea"})
+    methods.update({"biharmonic": "biharmonic", "ns": "ns", "telea": "telea", "pullpush": "pullpush"})
     photos = [np.asarray(Image.open(f).convert("RGB").resize((256, 256), Image.LANCZOS)) for f in files]
     print(f"{len(photos)} photos from {args.data}, 256²; PSNR (dB) of the composite, mean over photos")
     for kind in KINDS:

@@ -40,7 +40,7 @@ def hole_mask(b, c, h, w, seed=0):
 # ---------------------------------------------------------------- hole invariance
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-head"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-head", "cpu-fill"])
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("mask_channels", [1, 3])
 def test_hole_invariance_cpu_config(name, train, mask_channels):
@@ -112,8 +112,14 @@ def reference_unet_forward(model, image, mask):
         h, m = block(blk, h, m)
         skips.append((h, m))
     skips.pop()
-    # The hole-aware head's extra input: the hole map as one more always-valid channel.
-    hole = [(1 - mask.mean(1, keepdim=True), torch.ones_like(mask[:, :1]))] if model.head is not None else []
+    # The hole-aware head's extra inputs: the hole map (and the smooth fill) as always-valid channels.
+    from pconv.fill import pull_push_fill
+
+    ones = torch.ones_like(mask[:, :1])
+    fill = pull_push_fill(image * 2 - 1, mask) if model.config.fill_residual else None
+    hole = [(1 - mask.mean(1, keepdim=True), ones)] if model.head is not None else []
+    if fill is not None and hole:
+        hole.append((fill, ones))
 
     def cat(parts):
         return (torch.cat([x for x, _ in parts], dim=1),
@@ -127,14 +133,20 @@ def reference_unet_forward(model, image, mask):
         h, m = block(blk, *cat([(h, m), (sh, sm)] + (hole if last else [])))
     if model.head is not None:
         h, m = block(model.head, *cat([(h, m), (x, mask.expand(-1, 3, -1, -1))] + hole))
+    if fill is not None:
+        h = h + fill
     return h * 0.5 + 0.5
 
 
-@pytest.mark.parametrize("head_channels", [0, 4])
+@pytest.mark.parametrize("head_channels,fill", [(0, False), (4, False), (4, True), (0, True)])
 @pytest.mark.parametrize("mask_channels", [1, 3])
-def test_forward_equals_concatenated_mask_reference(mask_channels, head_channels):
-    config = PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), head_channels=head_channels, image_size=32)
+def test_forward_equals_concatenated_mask_reference(mask_channels, head_channels, fill):
+    config = PConvUNetConfig(channels=(8, 16, 16), kernels=(5, 3, 3), head_channels=head_channels,
+                             fill_residual=fill, image_size=32)
     model = seeded_model(config).eval()
+    if fill:  # leave the zero initialisation of the residual branch: make it do something
+        last = model.head if model.head is not None else model.decoder[-1]
+        torch.nn.init.normal_(last.conv.weight, std=0.05)
     image = torch.rand(2, 3, 32, 32)
     mask = hole_mask(2, mask_channels, 32, 32, seed=4)
     with torch.no_grad():
@@ -206,7 +218,7 @@ def test_every_parameter_gets_a_gradient():
 # ---------------------------------------------------------------- architecture
 
 
-def expected_param_count(channels, kernels, image_channels=3, head_channels=0):
+def expected_param_count(channels, kernels, image_channels=3, head_channels=0, fill_residual=False):
     """Count from the paper's description, independently of the model code.
 
     Encoder level i: k_i×k_i conv from the previous level (the image for i = 0) to channels[i];
@@ -225,10 +237,11 @@ def expected_param_count(channels, kernels, image_channels=3, head_channels=0):
     for n, skip in enumerate(reversed(skips)):
         last = n == len(skips) - 1
         if last and head_channels:
-            # Hole-aware head: [features, image, hole map] -> head_channels (BN), then
-            # [head features, image, hole map] -> image (bias).
-            total += (up + skip + 1) * head_channels * 9 + 2 * head_channels
-            total += (head_channels + skip + 1) * skip * 9 + skip
+            # Hole-aware head: [features, image, hole map (, fill)] -> head_channels (BN), then
+            # [head features, image, hole map (, fill)] -> image (bias).
+            extra = 1 + (image_channels if fill_residual else 0)
+            total += (up + skip + extra) * head_channels * 9 + 2 * head_channels
+            total += (head_channels + skip + extra) * skip * 9 + skip
         else:
             total += (up + skip) * skip * 9 + (skip if last else 2 * skip)
         up = skip
@@ -253,7 +266,21 @@ def test_paper_parameter_count():
 def test_parameter_count_of_shipped_configs(name):
     c = CONFIGS[name]
     assert sum(p.numel() for p in PConvUNet(c).parameters()) == \
-        expected_param_count(c.channels, c.kernels, head_channels=c.head_channels)
+        expected_param_count(c.channels, c.kernels, head_channels=c.head_channels, fill_residual=c.fill_residual)
+
+
+def test_fill_residual_model_starts_as_the_fill():
+    """A fresh fill_residual model outputs exactly the pull-push fill (its residual branch starts
+    at zero), so training begins from a sound classical fill."""
+    from pconv.fill import pull_push_fill
+
+    model = build_model("cpu-fill").eval()
+    image, mask = torch.rand(1, 3, 128, 128), hole_mask(1, 1, 128, 128, seed=6)
+    with torch.no_grad():
+        out = model(image, mask)
+    torch.testing.assert_close(out, pull_push_fill(image * 2 - 1, mask) * 0.5 + 0.5, atol=1e-6, rtol=0)
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, image)  # the holes were filled, not copied
 
 
 def test_cpu_head_is_cpu_plus_a_head():

@@ -76,12 +76,25 @@ def patchmatch(image: np.ndarray, hole: np.ndarray, patch_size: int = DEFAULT_PA
     return pm.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8), patch_size=int(patch_size))
 
 
+def pullpush(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Pull-push normalised-convolution fill (:func:`pconv.fill.pull_push_fill`): instant and smooth."""
+    import torch
+
+    from pconv.fill import pull_push_fill
+
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    m = torch.from_numpy(~hole)[None, None].float()
+    out = pull_push_fill(x, m)[0].permute(1, 2, 0).numpy()
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
 #: Method name -> ``function(image uint8 HxWx3, hole bool HxW, **options) -> uint8 HxWx3``.
 BASELINES: Dict[str, Callable[..., np.ndarray]] = {
     "telea": telea,
     "ns": ns,
     "biharmonic": biharmonic,
     "patchmatch": patchmatch,
+    "pullpush": pullpush,
 }
 
 

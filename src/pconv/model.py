@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv.errors import PConvError
+from pconv.fill import pull_push_fill
 from pconv.layers import PartialConv2d, check_binary_mask
 
 __all__ = ["PConvUNetConfig", "PConvUNet", "CONFIGS", "build_model"]
@@ -43,6 +44,9 @@ class PConvUNetConfig:
     #: LeakyReLU, and a further 3×3 partial conv maps them to the image; both see the input image
     #: and the hole map (1 - mask) as explicit channels, so thin holes are told apart at the pixel.
     head_channels: int = 0
+    #: The network predicts a residual over a parameter-free smooth fill of the holes
+    #: (:func:`pconv.fill.pull_push_fill`), which the head (if any) also sees as an input.
+    fill_residual: bool = False
     #: Training resolution the configuration is meant for (inference uses it to pick a strategy).
     image_size: int = 512
 
@@ -85,10 +89,15 @@ class PConvUNetConfig:
 #: Named configurations. "paper": the published 512×512 network (~33M parameters).
 #: "cpu": half width, depth 7, meant for 256×256 training on a CPU (~6.5M parameters).
 #: "cpu-head": "cpu" with the 16-channel hole-aware full-resolution head (see ``head_channels``).
+#: "cpu-fill": "cpu-head" predicting a residual over the pull-push fill (see ``fill_residual``).
 CONFIGS: Dict[str, PConvUNetConfig] = {
     "paper": PConvUNetConfig(),
     "cpu": PConvUNetConfig(
         channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256
+    ),
+    "cpu-fill": PConvUNetConfig(
+        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
+        fill_residual=True, image_size=256,
     ),
     "cpu-head": PConvUNetConfig(
         channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
@@ -138,19 +147,24 @@ class PConvUNet(nn.Module):
         # decoder[j] undoes encoder level depth-1-j; its skip is encoder level depth-2-j (or the image).
         self.decoder = nn.ModuleList()
         n_img, n_head = config.image_channels, config.head_channels
+        n_extra = 1 + (n_img if config.fill_residual else 0)  # the head's own inputs: hole map (+ fill)
         for i in reversed(range(config.depth)):
             skip = ch[i - 1] if i > 0 else n_img
             if i > 0:
                 cout, linear = ch[i - 1], False
             elif n_head:  # first full-resolution layer of the hole-aware head; it sees the hole map
-                cout, linear, skip = n_head, False, n_img + 1
+                cout, linear, skip = n_head, False, n_img + n_extra
             else:  # the paper's last layer
                 cout, linear = n_img, True
             self.decoder.append(
                 PConvBlock(cin + skip, cout, 3, stride=1, bn=not linear, act=None if linear else nn.LeakyReLU(0.2, inplace=True))
             )
             cin = cout
-        self.head = PConvBlock(n_head + n_img + 1, n_img, 3, stride=1, bn=False, act=None) if n_head else None
+        self.head = PConvBlock(n_head + n_img + n_extra, n_img, 3, stride=1, bn=False, act=None) if n_head else None
+        if config.fill_residual:  # start as the smooth fill itself: the residual branch begins at zero
+            last = self.head if self.head is not None else self.decoder[-1]
+            nn.init.zeros_(last.conv.weight)
+            nn.init.zeros_(last.conv.bias)
 
     def check_input(self, image: Tensor, mask: Tensor) -> None:
         """Raise PConvError naming the problem if ``image``/``mask`` cannot go through the net."""
@@ -184,6 +198,9 @@ class PConvUNet(nn.Module):
         # The head's explicit hole map (the share of hole channels per pixel), valid everywhere.
         hole = (1.0 - mask.mean(1, keepdim=True)) if self.head is not None else None
         extra = [(hole, torch.ones_like(hole))] if hole is not None else []
+        fill = pull_push_fill(x, mask) if self.config.fill_residual else None
+        if fill is not None and hole is not None:
+            extra.append((fill, torch.ones_like(hole)))
         for block in self.decoder:
             skip_h, skip_m = skips.pop()
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
@@ -194,6 +211,8 @@ class PConvUNet(nn.Module):
             h, m = block(parts + (extra if not skips else []))
         if self.head is not None:
             h, m = self.head([(h, m), (x.to(h.dtype), mask.to(m.dtype))] + extra)
+        if fill is not None:
+            h = h + fill
         return h * 0.5 + 0.5
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":

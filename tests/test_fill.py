@@ -1,0 +1,60 @@
+"""pull_push_fill: exact known pixels, hole invariance, exact on what a harmonic fill reproduces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pconv.baselines import fill
+from pconv.fill import pull_push_fill
+
+
+def _holes(seed: int, b: int = 2, size: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(b, 1, size, size, generator=g) > 0.15).float()
+    mask[:, :, 10:30, 20:28] = 0
+    return mask
+
+
+def test_known_pixels_exact_and_holes_do_not_matter():
+    image = torch.rand(2, 3, 64, 64)
+    mask = _holes(0)
+    out = pull_push_fill(image, mask)
+    assert torch.equal(out * mask, image * mask)
+    for junk in (torch.zeros_like(image), torch.full_like(image, 1e6), torch.randn_like(image)):
+        assert torch.equal(pull_push_fill(torch.where(mask > 0, image, junk), mask), out)
+
+
+def test_constant_and_linear_images_are_filled_exactly_in_thin_holes():
+    """A harmonic fill reproduces a constant everywhere, and a linear ramp in one-pixel holes
+    (the mean of the four neighbours of a linear function is its value)."""
+    mask = _holes(1)
+    const = torch.full((2, 3, 64, 64), 0.3)
+    torch.testing.assert_close(pull_push_fill(const, mask), const)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    ramp = (0.2 + 0.01 * xx + 0.005 * yy).expand(1, 3, 64, 64)
+    specks = torch.ones(1, 1, 64, 64)
+    specks[0, 0, 5:60:6, 5:60:7] = 0  # isolated one-pixel holes, away from the border
+    torch.testing.assert_close(pull_push_fill(ramp, specks), ramp, atol=1e-5, rtol=0)
+
+
+def test_all_hole_and_multichannel_masks():
+    image = torch.rand(1, 3, 32, 32)
+    out = pull_push_fill(image, torch.zeros(1, 1, 32, 32))
+    assert torch.isfinite(out).all()
+    m3 = (torch.rand(1, 3, 32, 32) > 0.3).float()
+    out3 = pull_push_fill(image, m3)
+    assert torch.equal(out3 * m3, image * m3)
+    for c in range(3):  # each channel is the one-channel fill under its own mask
+        torch.testing.assert_close(out3[:, c:c + 1], pull_push_fill(image[:, c:c + 1], m3[:, c:c + 1]))
+
+
+def test_pullpush_baseline_is_exact_outside_and_bounded():
+    rng = np.random.default_rng(0)
+    image = (rng.random((48, 40, 3)) * 255).astype(np.uint8)
+    hole = np.zeros((48, 40), bool)
+    hole[10:20, 5:15] = True
+    out = fill("pullpush", image, hole)
+    assert out.dtype == np.uint8 and np.array_equal(out[~hole], image[~hole])
+    inside = out[hole].astype(float)
+    assert inside.min() >= image[~hole].min() and inside.max() <= image[~hole].max()  # a mean: no overshoot
