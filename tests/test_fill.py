@@ -58,3 +58,15 @@ def test_pullpush_baseline_is_exact_outside_and_bounded():
     assert out.dtype == np.uint8 and np.array_equal(out[~hole], image[~hole])
     inside = out[hole].astype(float)
     assert inside.min() >= image[~hole].min() and inside.max() <= image[~hole].max()  # a mean: no overshoot
+
+
+def test_fixed_levels_and_their_error():
+    from pconv.errors import PConvError
+
+    image, mask = torch.rand(1, 3, 32, 48), _holes(2, 1, 32)[..., :32].repeat(1, 1, 1, 2)[..., :48]
+    full = pull_push_fill(image, mask)  # pools while it can: 32x48 -> 1x... stops at an odd side
+    assert torch.equal(pull_push_fill(image, mask, levels=4), full)  # 32x48 -> 2x3: all it can do
+    out = pull_push_fill(image, mask, levels=2)
+    assert torch.equal(out * mask, image * mask)
+    with pytest.raises(PConvError, match="multiples of 2\\*\\*levels"):
+        pull_push_fill(image, mask, levels=5)

@@ -116,7 +116,7 @@ def reference_unet_forward(model, image, mask):
     from pconv.fill import pull_push_fill
 
     ones = torch.ones_like(mask[:, :1])
-    fill = pull_push_fill(image * 2 - 1, mask) if model.config.fill_residual else None
+    fill = pull_push_fill(image * 2 - 1, mask, levels=model.config.depth) if model.config.fill_residual else None
     hole = [(1 - mask.mean(1, keepdim=True), ones)] if model.head is not None else []
     if fill is not None and hole:
         hole.append((fill, ones))
@@ -278,7 +278,7 @@ def test_fill_residual_model_starts_as_the_fill():
     image, mask = torch.rand(1, 3, 128, 128), hole_mask(1, 1, 128, 128, seed=6)
     with torch.no_grad():
         out = model(image, mask)
-    torch.testing.assert_close(out, pull_push_fill(image * 2 - 1, mask) * 0.5 + 0.5, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, pull_push_fill(image * 2 - 1, mask, levels=7) * 0.5 + 0.5, atol=1e-6, rtol=0)
     assert torch.isfinite(out).all()
     assert not torch.equal(out, image)  # the holes were filled, not copied
 

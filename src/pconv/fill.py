@@ -15,18 +15,24 @@ the result does not depend on what the hole holds. The hole-aware head of
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pconv.errors import PConvError
 
 __all__ = ["pull_push_fill"]
 
 
 @torch.no_grad()
-def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_iterations: int = 16) -> Tensor:
+def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_iterations: int = 16,
+                   levels: Optional[int] = None) -> Tensor:
     """Fill the holes of ``image`` (B, C, H, W) where ``mask`` (B, 1 or C, H, W) is 0 (1 = valid).
 
-    Pools while both sides stay even and above 1 pixel; a coarsest-level pixel with no valid pixel
+    Pools ``levels`` times (None: while both sides stay even and above 1 pixel; a fixed count keeps
+    a traced graph valid for every input size, as the network does with its depth). A coarsest-level pixel with no valid pixel
     under it takes the image's mean valid value. After each level's upsampling, ``iterations``
     Jacobi steps of Laplace's equation (``fine_iterations`` at full resolution, where they cost the
     most) smooth the holes towards a harmonic fill, a multigrid solve. float32 inside; returns
@@ -38,7 +44,13 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     if w.shape[1] != 1:  # a multi-channel mask: each channel weighs its own values
         w = w.expand_as(x)
     sums, weights = [x * w], [w]
-    while sums[-1].shape[-1] % 2 == 0 and sums[-1].shape[-2] % 2 == 0 and min(sums[-1].shape[-2:]) > 1:
+    def can_pool(t: Tensor) -> bool:
+        return t.shape[-1] % 2 == 0 and t.shape[-2] % 2 == 0 and min(t.shape[-2:]) > 1
+
+    while (levels is None and can_pool(sums[-1])) or (levels is not None and len(sums) <= levels):
+        if not can_pool(sums[-1]):
+            raise PConvError(f"cannot pool a {tuple(sums[-1].shape[-2:])} level: the image's sides must be "
+                             f"multiples of 2**levels ({2 ** levels})")
         sums.append(F.avg_pool2d(sums[-1], 2))
         weights.append(F.avg_pool2d(weights[-1], 2))
     s, wl = sums[-1], weights[-1]

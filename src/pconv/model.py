@@ -198,7 +198,7 @@ class PConvUNet(nn.Module):
         # The head's explicit hole map (the share of hole channels per pixel), valid everywhere.
         hole = (1.0 - mask.mean(1, keepdim=True)) if self.head is not None else None
         extra = [(hole, torch.ones_like(hole))] if hole is not None else []
-        fill = pull_push_fill(x, mask) if self.config.fill_residual else None
+        fill = pull_push_fill(x, mask, levels=self.config.depth) if self.config.fill_residual else None
         if fill is not None and hole is not None:
             extra.append((fill, torch.ones_like(hole)))
         for block in self.decoder:
