@@ -1,4 +1,4 @@
-"""Mask generation speed: stroke masks per second and video flow-mask frames per second at 512².
+"""Mask generation speed: stroke and noise masks per second and video flow-mask frames per second at 512².
 
 Run: quiet-run .venv/bin/python benchmarks/bench_masks.py
 Prints one line per measurement; OpenCV uses its default thread count (printed).
@@ -12,15 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pconv.masks import FlowMaskConfig, stroke_mask, video_masks
+from pconv.masks import FlowMaskConfig, noise_mask, stroke_mask, video_masks
 
 
-def bench_strokes(size: int, n: int) -> float:
+def bench_generator(draw, size: int, n: int) -> float:
     rng = np.random.default_rng(0)
-    stroke_mask(size, size, rng)
+    draw(size, size, rng)
     t = time.perf_counter()
     for _ in range(n):
-        stroke_mask(size, size, rng)
+        draw(size, size, rng)
     return n / (time.perf_counter() - t)
 
 
@@ -56,7 +56,8 @@ def bench_video(folder: Path, method: str) -> tuple[float, float]:
 def main() -> None:
     print(f"opencv {cv2.__version__}, threads {cv2.getNumThreads()}")
     for size, n in ((256, 1000), (512, 500)):
-        print(f"strokes {size}x{size}: {bench_strokes(size, n):.0f} masks/s (ratio range 0.01-0.6, {n} masks)")
+        for name, draw in (("strokes", stroke_mask), ("noise", noise_mask)):
+            print(f"{name} {size}x{size}: {bench_generator(draw, size, n):.0f} masks/s (ratio range 0.01-0.6, {n} masks)")
     with tempfile.TemporaryDirectory() as d:
         make_video(Path(d) / "v")
         for method in ("dis", "farneback"):
