@@ -13,6 +13,10 @@ makes the last decoder layer non-linear (N channels, BN, LeakyReLU) and adds a 3
 after it; both get the input image and the hole map (1 - mask, a channel that is valid
 everywhere) as inputs. Hole invariance is unchanged: the hole map depends on the mask only.
 
+Optional residual over a smooth fill (``fill_residual``, configuration "cpu-fill", the shipped
+model): the output is :func:`pconv.fill.pull_push_fill` of the input plus the network's output, and
+the head also sees that fill. The fill, like a partial convolution, never reads a hole pixel.
+
 Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
 (B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.
 """
@@ -95,13 +99,13 @@ CONFIGS: Dict[str, PConvUNetConfig] = {
     "cpu": PConvUNetConfig(
         channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256
     ),
-    "cpu-fill": PConvUNetConfig(
-        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
-        fill_residual=True, image_size=256,
-    ),
     "cpu-head": PConvUNetConfig(
         channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
         image_size=256,
+    ),
+    "cpu-fill": PConvUNetConfig(
+        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
+        fill_residual=True, image_size=256,
     ),
 }
 
@@ -208,7 +212,8 @@ class PConvUNet(nn.Module):
             # Features and masks are concatenated separately (the paper's skip links); the
             # concatenated mask is never built: each part keeps its one-channel mask.
             parts = [(h, m), (skip_h.to(h.dtype), skip_m.to(m.dtype))]
-            h, m = block(parts + (extra if not skips else []))
+            last = not skips  # the full-resolution layer: with a head, it sees the head's inputs too
+            h, m = block(parts + (extra if last else []))
         if self.head is not None:
             h, m = self.head([(h, m), (x.to(h.dtype), mask.to(m.dtype))] + extra)
         if fill is not None:

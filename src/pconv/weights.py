@@ -12,7 +12,7 @@ import os
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import List, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
