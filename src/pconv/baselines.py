@@ -82,7 +82,7 @@ def pullpush(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
     from pconv.fill import pull_push_fill
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0  # a copy: inputs may be read-only
     m = torch.from_numpy(~hole)[None, None].float()
     out = pull_push_fill(x, m)[0].permute(1, 2, 0).numpy()
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
