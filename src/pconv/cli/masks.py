@@ -276,5 +276,6 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"strokes": _run_generated, "noise": _run_generated, "video": _run_video, "testset": _run_testset, "info": _run_info}[
-        args.masks_command](args)
+    commands = {"strokes": _run_generated, "noise": _run_generated, "video": _run_video, "testset": _run_testset,
+                "info": _run_info}
+    return commands[args.masks_command](args)
