@@ -14,10 +14,11 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pconv.errors import PConvError
 from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
+from pconv.fill import pull_push_fill
 from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
 from pconv.losses import InpaintingLoss, LossWeights
 from pconv.vgg import VGG16Features, load_vgg16_features
-from pconv.masks import hole_to_valid, read_mask_file, read_testset, stroke_mask, write_mask_file
+from pconv.masks import hole_to_valid, noise_mask, read_mask_file, read_testset, stroke_mask, write_mask_file
 from pconv.inference import Inpainter
 from pconv.baselines import BASELINES, fill as fill_baseline  # `evaluate` stays a module: pconv.evaluate.evaluate
 
@@ -27,12 +28,13 @@ __all__ = [
     "PartialConv2d",
     "partial_conv2d",
     "partial_conv2d_cat",
+    "pull_push_fill",
     "PConvUNet",
     "PConvUNetConfig",
     "CONFIGS",
     "build_model",
     "InpaintingLoss", "LossWeights", "VGG16Features", "load_vgg16_features",
-    "stroke_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset",
+    "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset",
     "Inpainter",
     "BASELINES", "fill_baseline",
 ]
