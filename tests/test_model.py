@@ -283,6 +283,11 @@ def test_fill_residual_model_starts_as_the_fill():
     assert not torch.equal(out, image)  # the holes were filled, not copied
 
 
+def test_negative_head_channels_is_a_clear_error():
+    with pytest.raises(PConvError, match="head_channels must be >= 0"):
+        PConvUNetConfig(channels=(8,), kernels=(3,), head_channels=-1)
+
+
 def test_cpu_head_is_cpu_plus_a_head():
     cpu, head = CONFIGS["cpu"], CONFIGS["cpu-head"]
     assert head.channels == cpu.channels and head.kernels == cpu.kernels and head.head_channels == 16
