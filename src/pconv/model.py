@@ -199,12 +199,14 @@ class PConvUNet(nn.Module):
             h, m = block(h, m)
             skips.append((h, m))
         skips.pop()  # the bottleneck is not a skip
-        # The head's explicit hole map (the share of hole channels per pixel), valid everywhere.
-        hole = (1.0 - mask.mean(1, keepdim=True)) if self.head is not None else None
-        extra = [(hole, torch.ones_like(hole))] if hole is not None else []
+        # The smooth fill the network's output is added to (fill_residual), and the head's own inputs:
+        # the hole map (the share of hole channels per pixel) and that fill, both valid everywhere.
         fill = pull_push_fill(x, mask, levels=self.config.depth) if self.config.fill_residual else None
-        if fill is not None and hole is not None:
-            extra.append((fill, torch.ones_like(hole)))
+        extra: List[Tuple[Tensor, Tensor]] = []
+        if self.head is not None:
+            hole = 1.0 - mask.mean(1, keepdim=True)
+            everywhere = torch.ones_like(hole)
+            extra = [(hole, everywhere)] + ([(fill, everywhere)] if fill is not None else [])
         for block in self.decoder:
             skip_h, skip_m = skips.pop()
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
