@@ -373,6 +373,8 @@ def test_ssim_loss_equals_the_evaluation_metric():
                         for c, g in zip(comp, gt)])
     assert float(1 - ssim_loss(comp, gt)) == pytest.approx(expected, abs=1e-5)
     assert float(ssim_loss(gt, gt)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(PConvError, match="at least 7x7"):
+        ssim_loss(gt[..., :6, :], gt[..., :6, :])
 
     changed = gt.clone().requires_grad_(True)
     with torch.no_grad():

@@ -482,6 +482,8 @@ def test_noise_seeded_and_irregular():
     assert thin > 100
     with pytest.raises(PConvError, match="hole ratio range"):
         noise_mask(32, 32, np.random.default_rng(0), (0.5, 0.2))
+    with pytest.raises(PConvError, match="at least 4×4"):
+        noise_mask(3, 32, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("source", ["strokes", "noise", "mixed"])

@@ -77,7 +77,7 @@ def patchmatch(image: np.ndarray, hole: np.ndarray, patch_size: int = DEFAULT_PA
 
 
 def pullpush(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """Pull-push normalised-convolution fill (:func:`pconv.fill.pull_push_fill`): instant and smooth."""
+    """Pull-push normalised-convolution fill (:func:`pconv.fill.pull_push_fill`): fast and smooth."""
     import torch
 
     from pconv.fill import pull_push_fill

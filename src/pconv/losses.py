@@ -143,6 +143,8 @@ def ssim_loss(comp: Tensor, gt: Tensor, window: int = 7, data_range: float = 1.0
     sample covariance, mean over channels and the windows that fit inside the image), averaged over
     the batch. Not part of the paper's loss: an optional term (``w_ssim``) for the local structure
     that SSIM scores and L1 does not see. Computed in float32."""
+    if min(comp.shape[-2:]) < window:
+        raise PConvError(f"SSIM needs images of at least {window}x{window} pixels, got {tuple(comp.shape[-2:])}")
     x, y = comp.float(), gt.float()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     n = window * window

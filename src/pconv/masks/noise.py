@@ -9,7 +9,8 @@ band-limited noise (a few octaves of bicubically upsampled random grids):
 - lines: ``|noise - c| < t``, a contour band whose width follows the noise's slope (thin where
   it is steep), cut into fragments by a second noise field.
 
-The hole ratio is set exactly by choosing ``t`` as a quantile, so every draw lands in the range.
+The hole ratio is set exactly by ranking the pixels by the field (``t`` is the rank's value), so every
+draw lands in the range.
 """
 from __future__ import annotations
 
