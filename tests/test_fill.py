@@ -70,3 +70,26 @@ def test_fixed_levels_and_their_error():
     assert torch.equal(out * mask, image * mask)
     with pytest.raises(PConvError, match="multiples of 2\\*\\*levels"):
         pull_push_fill(image, mask, levels=5)
+
+
+@pytest.mark.parametrize("shape, mask_channels", [((2, 3, 37, 53), 1), ((1, 3, 24, 24), 3), ((1, 2, 1, 9), 1),
+                                                  ((1, 1, 5, 1), 1)])
+def test_free_pixel_relaxation_equals_the_dense_update(shape, mask_channels):
+    """Small holes take the gather path; it must give bitwise what the dense stencil gives, at the
+    borders (replicated edges) and for per-channel masks too."""
+    import pconv.fill as fl
+
+    g = torch.Generator().manual_seed(3)
+    f = torch.rand(*shape, generator=g)
+    fixed = torch.rand(shape[0], mask_channels, *shape[2:], generator=g) > 0.1
+    fixed[..., 0, 0] = False  # a free corner pixel
+    free = (~fixed.expand_as(f)).reshape(-1).nonzero().squeeze(1)
+    assert 0 < free.numel() * fl._SPARSE_BELOW <= f.numel()  # _relax would take the gather path
+
+    dense = f
+    for _ in range(7):  # the stencil of _relax, written out
+        p = torch.nn.functional.pad(dense, (1, 1, 1, 1), mode="replicate")
+        avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
+        dense = torch.where(fixed, dense, avg)
+    assert torch.equal(fl._relax(f, fixed, 7), dense)
+    assert torch.equal(fl._relax_free_pixels(f, free, 7), dense)

@@ -68,9 +68,45 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
 
 def _relax(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
     """Jacobi steps of Laplace's equation on the pixels that are not ``fixed``: each becomes the
-    mean of its four neighbours (edges replicated); fixed pixels keep their values."""
+    mean of its four neighbours (edges replicated); fixed pixels keep their values.
+
+    Where few pixels are free (small holes, the common case at full resolution), only those are
+    updated, by gathering their neighbours; the result is bitwise the same as the dense update.
+    """
+    fixed = fixed.expand_as(f)
+    if iterations > 0 and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        free = (~fixed).reshape(-1).nonzero().squeeze(1)
+        if free.numel() * _SPARSE_BELOW <= f.numel():
+            return _relax_free_pixels(f, free, iterations)
     for _ in range(iterations):
         p = F.pad(f, (1, 1, 1, 1), mode="replicate")
         avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
         f = torch.where(fixed, f, avg)
     return f
+
+
+#: Update only the free pixels when they are at most 1/_SPARSE_BELOW of all (measured: the gather
+#: costs about as much as the dense update at 30 % free pixels, and 5x less at 5 %).
+_SPARSE_BELOW = 4
+
+
+def _relax_free_pixels(f: Tensor, free: Tensor, iterations: int) -> Tensor:
+    """:func:`_relax` on the flat indices ``free`` of the pixels that change, in the same
+    arithmetic order (up + down + left + right, times 1/4)."""
+    h, w = f.shape[-2:]
+    flat = f.reshape(-1).clone()
+    if free.numel() == 0:
+        return flat.view_as(f)
+    x = free % w
+    y = (free // w) % h
+    row = free - x  # index of the pixel's row start, in the same plane
+    up = row - w * (y > 0).long() + x
+    down = row + w * (y < h - 1).long() + x
+    left = row + (x - 1).clamp_min(0)
+    right = row + (x + 1).clamp_max(w - 1)
+    for _ in range(iterations):
+        avg = flat[up] + flat[down]
+        avg += flat[left]
+        avg += flat[right]
+        flat.index_copy_(0, free, avg.mul_(0.25))
+    return flat.view_as(f)
