@@ -1,0 +1,44 @@
+"""Score weights files on `pconv train`'s validation cases (held-out training photos, fixed masks).
+
+Runs that change the mask distribution (``hole_ratio``, ``mask_source``) validate on their own
+masks, so their logged figures cannot be compared; this script scores every file on the same
+cases: the default TrainConfig's split, masks and seed, unless overridden.
+
+    .venv/bin/python scripts/validate_weights.py --data /work/data/train-photos A.safetensors B.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from pconv.data import MaskSampler, ValDataset, list_images, scan_images, split_train_val
+from pconv.device import resolve_precision
+from pconv.train import TrainConfig, validate
+from pconv.weights import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", nargs="+", help="safetensors files written by pconv train / pconv export")
+    parser.add_argument("--data", required=True, help="the training photo folder the runs used")
+    parser.add_argument("--mask-source", default=TrainConfig.mask_source)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(data=args.data, mask_source=args.mask_source)
+    paths, _ = scan_images(list_images(config.data, config.file_list))
+    _, val_paths = split_train_val(paths, config.val_count)
+    val = ValDataset(val_paths, config.image_size, MaskSampler(config.mask_source, config.image_size,
+                                                               config.hole_ratio), config.seed)
+    print(f"{len(val)} validation photos, masks {config.mask_source} {config.hole_ratio}, seed {config.seed}")
+    cpu = torch.device("cpu")
+    precision = resolve_precision(config.precision, cpu)
+    for path in args.weights:
+        model = load_model(path).to(memory_format=torch.channels_last)
+        metrics, _ = validate(model, val, cpu, precision, config.channels_last)
+        print(f"{path}: val_psnr {metrics['val_psnr']:.3f}  val_ssim {metrics['val_ssim']:.5f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
