@@ -16,13 +16,14 @@ def _holes(seed: int, b: int = 2, size: int = 64) -> torch.Tensor:
     return mask
 
 
-def test_known_pixels_exact_and_holes_do_not_matter():
+@pytest.mark.parametrize("biharmonic", [False, True])
+def test_known_pixels_exact_and_holes_do_not_matter(biharmonic):
     image = torch.rand(2, 3, 64, 64)
     mask = _holes(0)
-    out = pull_push_fill(image, mask)
+    out = pull_push_fill(image, mask, biharmonic=biharmonic)
     assert torch.equal(out * mask, image * mask)
     for junk in (torch.zeros_like(image), torch.full_like(image, 1e6), torch.randn_like(image)):
-        assert torch.equal(pull_push_fill(torch.where(mask > 0, image, junk), mask), out)
+        assert torch.equal(pull_push_fill(torch.where(mask > 0, image, junk), mask, biharmonic=biharmonic), out)
 
 
 def test_constant_and_linear_images_are_filled_exactly_in_thin_holes():
@@ -93,3 +94,26 @@ def test_free_pixel_relaxation_equals_the_dense_update(shape, mask_channels):
         dense = torch.where(fixed, dense, avg)
     assert torch.equal(fl._relax(f, fixed, 7), dense)
     assert torch.equal(fl._relax_free_pixels(f, free, 7), dense)
+
+
+def test_biharmonic_steps_reproduce_a_quadratic_in_one_pixel_holes():
+    """Δ² of a quadratic is 0, so the biharmonic steps fill one-pixel holes in x² + y² exactly; the
+    Laplace fill alone misses by the quadratic's curvature (Δ(x²+y²) = 4: 1/4 of it per pixel)."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    quad = (((xx - 30) ** 2 + (yy - 25) ** 2) / 4096).expand(1, 1, 64, 64)
+    specks = torch.ones(1, 1, 64, 64)
+    specks[0, 0, 5:60:6, 5:60:7] = 0
+    holes = specks == 0
+    laplace = pull_push_fill(quad, specks)
+    torch.testing.assert_close(laplace[holes], quad[holes] + 1 / 4096, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pull_push_fill(quad, specks, biharmonic=True)[holes], quad[holes], atol=1e-6, rtol=0)
+
+
+def test_biharmonic_fill_stays_bounded_in_large_holes():
+    """The damped steps converge: a large hole stays finite and near the range of its border."""
+    image = torch.rand(1, 3, 64, 64)
+    mask = torch.ones(1, 1, 64, 64)
+    mask[..., 8:56, 4:60] = 0
+    out = pull_push_fill(image, mask, biharmonic=True)
+    assert torch.isfinite(out).all()
+    assert out.min() > -0.25 and out.max() < 1.25

@@ -40,7 +40,7 @@ def hole_mask(b, c, h, w, seed=0):
 # ---------------------------------------------------------------- hole invariance
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-head", "cpu-fill"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-head", "cpu-fill", "cpu-fill-bh"])
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("mask_channels", [1, 3])
 def test_hole_invariance_cpu_config(name, train, mask_channels):
@@ -269,18 +269,26 @@ def test_parameter_count_of_shipped_configs(name):
         expected_param_count(c.channels, c.kernels, head_channels=c.head_channels, fill_residual=c.fill_residual)
 
 
-def test_fill_residual_model_starts_as_the_fill():
+@pytest.mark.parametrize("name, biharmonic", [("cpu-fill", False), ("cpu-fill-bh", True)])
+def test_fill_residual_model_starts_as_the_fill(name, biharmonic):
     """A fresh fill_residual model outputs exactly the pull-push fill (its residual branch starts
     at zero), so training begins from a sound classical fill."""
     from pconv.fill import pull_push_fill
 
-    model = build_model("cpu-fill").eval()
+    model = build_model(name).eval()
     image, mask = torch.rand(1, 3, 128, 128), hole_mask(1, 1, 128, 128, seed=6)
     with torch.no_grad():
         out = model(image, mask)
-    torch.testing.assert_close(out, pull_push_fill(image * 2 - 1, mask, levels=7) * 0.5 + 0.5, atol=1e-6, rtol=0)
+    fill = pull_push_fill(image * 2 - 1, mask, levels=7, biharmonic=biharmonic) * 0.5 + 0.5
+    torch.testing.assert_close(out, fill, atol=1e-6, rtol=0)
     assert torch.isfinite(out).all()
     assert not torch.equal(out, image)  # the holes were filled, not copied
+
+
+def test_biharmonic_fill_needs_the_fill_residual():
+    with pytest.raises(PConvError, match="set fill_residual too"):
+        PConvUNetConfig(channels=(8,), kernels=(3,), fill_biharmonic=True)
+    assert CONFIGS["cpu-fill-bh"] == PConvUNetConfig(**{**CONFIGS["cpu-fill"].__dict__, "fill_biharmonic": True})
 
 
 def test_negative_head_channels_is_a_clear_error():

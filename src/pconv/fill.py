@@ -29,7 +29,7 @@ __all__ = ["pull_push_fill"]
 
 @torch.no_grad()
 def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_iterations: int = 16,
-                   levels: Optional[int] = None) -> Tensor:
+                   levels: Optional[int] = None, biharmonic: bool = False) -> Tensor:
     """Fill the holes of ``image`` (B, C, H, W) where ``mask`` (B, 1 or C, H, W) is 0 (1 = valid).
 
     Pools ``levels`` times (None: while both sides stay even and above 1 pixel; a fixed count keeps
@@ -39,6 +39,12 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     where they cost the most). float32 inside; returns ``image``'s dtype. On NVIDIA's masks at 256²
     it scores level with biharmonic overall, ahead of OpenCV's methods (MODEL_CARD.md), in 28 ms
     an image on one core.
+
+    ``biharmonic=True`` follows each level's Laplace steps with as many damped Jacobi steps of the
+    biharmonic equation (Δ²f = 0), which continues gradients, not only values, across a hole: a
+    thin hole gets a curved profile instead of a straight one. On NVIDIA's masks at 256² it gains
+    0.2–0.3 dB over Laplace alone in every bucket, ahead of scikit-image's biharmonic in most
+    (MODEL_CARD.md), at about three times the cost.
     """
     x = image.float()
     w = mask.float()
@@ -62,7 +68,10 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     for level in range(len(sums) - 2, -1, -1):
         s, wl = sums[level], weights[level]
         up = F.interpolate(f, size=s.shape[-2:], mode="bilinear", align_corners=False)
-        f = _relax(s + (1.0 - wl) * up, wl >= 1.0, iterations if level else fine_iterations)
+        fixed, steps = wl >= 1.0, iterations if level else fine_iterations
+        f = _relax(s + (1.0 - wl) * up, fixed, steps)
+        if biharmonic:
+            f = _relax_biharmonic(f, fixed, steps)
     return f.to(image.dtype)
 
 
@@ -110,3 +119,23 @@ def _relax_free_pixels(f: Tensor, free: Tensor, iterations: int) -> Tensor:
         avg += flat[right]
         flat.index_copy_(0, free, avg.mul_(0.25))
     return flat.view_as(f)
+
+
+#: Damping of the biharmonic Jacobi steps: the undamped iteration diverges (the 13-point stencil's
+#: eigenvalues reach 64 against a diagonal of 20); steps of ω/20·Δ²f converge for ω < 0.625.
+_BIHARMONIC_OMEGA = 0.6
+
+
+def _laplacian(f: Tensor) -> Tensor:
+    """Five-point Laplacian with replicated edges."""
+    p = F.pad(f, (1, 1, 1, 1), mode="replicate")
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4.0 * f
+
+
+def _relax_biharmonic(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
+    """Damped Jacobi steps of Δ²f = 0 (Δ² as the Laplacian of the Laplacian) on the pixels that
+    are not ``fixed``; fixed pixels keep their values and act as the boundary condition."""
+    step = _BIHARMONIC_OMEGA / 20.0
+    for _ in range(iterations):
+        f = torch.where(fixed, f, f - step * _laplacian(_laplacian(f)))
+    return f
