@@ -88,9 +88,7 @@ def _relax(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
         if free.numel() * _SPARSE_BELOW <= f.numel():
             return _relax_free_pixels(f, free, iterations)
     for _ in range(iterations):
-        p = F.pad(f, (1, 1, 1, 1), mode="replicate")
-        avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
-        f = torch.where(fixed, f, avg)
+        f = torch.where(fixed, f, _neighbour_sum(f).mul_(0.25))
     return f
 
 
@@ -126,16 +124,28 @@ def _relax_free_pixels(f: Tensor, free: Tensor, iterations: int) -> Tensor:
 _BIHARMONIC_OMEGA = 0.6
 
 
+def _neighbour_sum(f: Tensor) -> Tensor:
+    """Sum of the four neighbours (up + down + left + right, in that order), edges replicated.
+    In-place adds: fresh full-size temporaries cost page faults on a CPU (3.5x slower here)."""
+    p = F.pad(f, (1, 1, 1, 1), mode="replicate")
+    out = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    out += p[..., 1:-1, :-2]
+    out += p[..., 1:-1, 2:]
+    return out
+
+
 def _laplacian(f: Tensor) -> Tensor:
     """Five-point Laplacian with replicated edges."""
-    p = F.pad(f, (1, 1, 1, 1), mode="replicate")
-    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4.0 * f
+    return _neighbour_sum(f).sub_(f, alpha=4.0)
 
 
 def _relax_biharmonic(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
     """Damped Jacobi steps of Δ²f = 0 (Δ² as the Laplacian of the Laplacian) on the pixels that
     are not ``fixed``; fixed pixels keep their values and act as the boundary condition."""
-    step = _BIHARMONIC_OMEGA / 20.0
+    if iterations == 0:
+        return f
+    step = (~fixed).to(f.dtype).mul_(-_BIHARMONIC_OMEGA / 20.0)  # 0 on fixed pixels
+    f = f.clone()
     for _ in range(iterations):
-        f = torch.where(fixed, f, f - step * _laplacian(_laplacian(f)))
+        f.addcmul_(step, _laplacian(_laplacian(f)))
     return f
