@@ -117,3 +117,30 @@ def test_biharmonic_fill_stays_bounded_in_large_holes():
     out = pull_push_fill(image, mask, biharmonic=True)
     assert torch.isfinite(out).all()
     assert out.min() > -0.25 and out.max() < 1.25
+
+
+@pytest.mark.parametrize("shape, mask_channels", [((2, 3, 37, 53), 1), ((1, 3, 24, 24), 3), ((1, 1, 1, 9), 1)])
+def test_free_pixel_biharmonic_steps_equal_the_dense_ones(shape, mask_channels):
+    """Sparse holes take the gather path of the biharmonic steps; it matches the dense steps (the
+    Laplacian of the Laplacian, edges replicated) to float rounding."""
+    import torch.nn.functional as F
+
+    import pconv.fill as fl
+
+    g = torch.Generator().manual_seed(4)
+    f = torch.rand(*shape, generator=g)
+    fixed = torch.rand(shape[0], mask_channels, *shape[2:], generator=g) > 0.03
+    fixed[..., 0, -1] = False  # a free corner pixel
+    free = (~fixed).expand_as(f)
+
+    def lap(t):
+        p = F.pad(t, (1, 1, 1, 1), mode="replicate")
+        return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * t
+
+    dense = f
+    for _ in range(9):
+        dense = torch.where(free, dense - fl._BIHARMONIC_OMEGA / 20 * lap(lap(dense)), dense)
+    near = F.max_pool2d(free.float().flatten(0, 1)[:, None], 3, 1, 1)  # ⊇ free and its neighbours
+    assert near.sum() * fl._SPARSE_BELOW <= f.numel()  # so _relax_biharmonic takes the gather path
+    torch.testing.assert_close(fl._relax_biharmonic(f, fixed, 9), dense, atol=1e-6, rtol=0)
+    assert torch.equal(fl._relax_biharmonic(f, fixed, 9)[~free], f[~free])
