@@ -31,7 +31,7 @@ def ramp():
 
 
 def test_names():
-    assert set(BASELINES) == {"telea", "ns", "biharmonic", "patchmatch", "pullpush"}
+    assert set(BASELINES) == {"telea", "ns", "biharmonic", "patchmatch", "pullpush", "pullpush-bh"}
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -15,6 +15,7 @@ library default) is several times slower.
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import Any, Callable, Dict, List
 
 import numpy as np
@@ -76,15 +77,16 @@ def patchmatch(image: np.ndarray, hole: np.ndarray, patch_size: int = DEFAULT_PA
     return pm.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8), patch_size=int(patch_size))
 
 
-def pullpush(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """Pull-push normalised-convolution fill (:func:`pconv.fill.pull_push_fill`): fast and smooth."""
+def pullpush(image: np.ndarray, hole: np.ndarray, biharmonic: bool = False) -> np.ndarray:
+    """Pull-push normalised-convolution fill (:func:`pconv.fill.pull_push_fill`): fast and smooth;
+    ``biharmonic`` adds its biharmonic steps (the shipped model's base fill, method "pullpush-bh")."""
     import torch
 
     from pconv.fill import pull_push_fill
 
     x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0  # a copy: inputs may be read-only
     m = torch.from_numpy(~hole)[None, None].float()
-    out = pull_push_fill(x, m)[0].permute(1, 2, 0).numpy()
+    out = pull_push_fill(x, m, biharmonic=biharmonic)[0].permute(1, 2, 0).numpy()
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -95,6 +97,7 @@ BASELINES: Dict[str, Callable[..., np.ndarray]] = {
     "biharmonic": biharmonic,
     "patchmatch": patchmatch,
     "pullpush": pullpush,
+    "pullpush-bh": partial(pullpush, biharmonic=True),
 }
 
 
