@@ -203,7 +203,7 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
 
 
 def bench_unet(sizes: List[int], min_reps: int, min_seconds: float) -> None:
-    for name in ("cpu", "cpu-head", "cpu-fill", "paper"):
+    for name in ("cpu", "cpu-head", "cpu-fill", "cpu-fill-bh", "paper"):
         torch.manual_seed(0)
         model = PConvUNet(CONFIGS[name]).eval()
         model_cl = PConvUNet(CONFIGS[name]).eval().to(memory_format=torch.channels_last)

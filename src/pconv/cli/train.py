@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help=f"(default: {default})")
         elif f.name == "model":
             parser.add_argument(flag, default=None,
-                                help="configuration name (cpu, cpu-head, cpu-fill, paper) or JSON of PConvUNetConfig fields "
-                                     "(default: cpu, or the architecture stored in --init-weights)")
+                                help="configuration name (cpu, cpu-head, cpu-fill, cpu-fill-bh, paper) or JSON of "
+                                     "PConvUNetConfig fields (default: cpu, or the architecture stored in "
+                                     "--init-weights)")
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
             parser.add_argument(flag, type=base if base in (int, float) else str, default=None,
