@@ -43,8 +43,8 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     ``biharmonic=True`` follows each level's Laplace steps with as many damped Jacobi steps of the
     biharmonic equation (Δ²f = 0), which continues gradients, not only values, across a hole: a
     thin hole gets a curved profile instead of a straight one. On NVIDIA's masks at 256² it gains
-    0.2–0.3 dB over Laplace alone in every bucket, ahead of scikit-image's biharmonic in most
-    (MODEL_CARD.md), at about three times the cost.
+    0.1–0.3 dB over Laplace alone in every bucket (most in the smallest) and leads scikit-image's
+    biharmonic in four of the six (MODEL_CARD.md), at 2–4 times the cost (benchmarks/bench_fill.py).
     """
     x = image.float()
     w = mask.float()
