@@ -56,7 +56,8 @@ def main(argv: List[str] | None = None) -> int:
     methods: Dict[str, object] = {}
     for w in args.weights:
         methods[f"pconv {Path(w).parent.name + '/' + Path(w).name if w else '(shipped)'}"] = Inpainter(w)
-    methods.update({"biharmonic": "biharmonic", "ns": "ns", "telea": "telea", "pullpush": "pullpush"})
+    methods.update({"biharmonic": "biharmonic", "ns": "ns", "telea": "telea", "pullpush": "pullpush",
+                    "pullpush-bh": "pullpush-bh"})
     photos = [np.asarray(Image.open(f).convert("RGB").resize((256, 256), Image.LANCZOS)) for f in files]
     print(f"{len(photos)} photos from {args.data}, 256²; PSNR (dB) of the composite, mean over photos")
     for kind in KINDS:
