@@ -398,3 +398,21 @@ def test_ssim_weight_adds_the_term():
     comp = mask * gt + (1 - mask) * out
     assert float(terms["ssim"]) == pytest.approx(float(ssim_loss(comp, gt)), rel=1e-6)
     assert float(total1 - total0) == pytest.approx(2.0 * float(terms["ssim"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("mask_channels", [1, 3])
+def test_hole_mse_term_is_the_squared_hole_error(mask_channels):
+    """hole_mse = Σ((1−M)⊙(I_out − I_gt)²) / N_{I_gt}, written out per pixel and channel; the
+    weight adds exactly weight × term to the total."""
+    from pconv.losses import InpaintingLoss, LossWeights
+
+    gen = torch.Generator().manual_seed(7)
+    gt, out = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen)
+    mask = (torch.rand(2, mask_channels, 16, 16, generator=gen) > 0.4).float()
+    hole = (1 - mask).expand_as(gt)
+    expected = sum(float((out[i] - gt[i]) ** 2 * hole[i]) for i in np.ndindex(*gt.shape)) / gt.numel()
+    base = LossWeights(perceptual=0, style=0)
+    total0, _ = InpaintingLoss(base)(out, gt, mask)
+    total1, terms = InpaintingLoss(LossWeights(perceptual=0, style=0, hole_mse=30.0))(out, gt, mask)
+    assert float(terms["hole_mse"]) == pytest.approx(expected, rel=1e-5)
+    assert float(total1 - total0) == pytest.approx(30.0 * expected, rel=1e-4)

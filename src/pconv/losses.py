@@ -26,6 +26,7 @@ __all__ = [
     "tv_region",
     "tv_loss",
     "ssim_loss",
+    "hole_mse_loss",
     "LossWeights",
     "InpaintingLoss",
 ]
@@ -161,6 +162,14 @@ def ssim_loss(comp: Tensor, gt: Tensor, window: int = 7, data_range: float = 1.0
     return 1.0 - s.mean()
 
 
+def hole_mse_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """Σ((1−M)⊙(I_out − I_gt)²) / N_{I_gt}: L_hole with squares instead of absolute values."""
+    se = (output - gt).pow(2)
+    if mask.shape[1] == 1:
+        se = se.sum(1, keepdim=True)
+    return (se * (1.0 - mask)).sum() / float(gt.numel())
+
+
 def _valid_hole(output: Tensor, gt: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
     """(L_valid, L_hole) from one |I_out − I_gt|: same values as valid_loss/hole_loss for a binary mask."""
     ad = (output - gt).abs()
@@ -182,6 +191,9 @@ class LossWeights:
     tv: float = 0.1
     #: not in the paper: 1 − SSIM of the composite (see ssim_loss); 0 = off
     ssim: float = 0.0
+    #: not in the paper: mean squared error in the hole, size-averaged like L_hole (see
+    #: hole_mse_loss); PSNR is an MSE measure, L1 optimises a median instead; 0 = off
+    hole_mse: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -291,6 +303,8 @@ class InpaintingLoss(nn.Module):
             terms["tv"] = tv_loss(comp, mask)
         if w.ssim > 0:
             terms["ssim"] = ssim_loss(comp, gt)
+        if w.hole_mse > 0:
+            terms["hole_mse"] = hole_mse_loss(output, gt, mask)
         if w.needs_vgg:
             if self.vgg is None:
                 raise PConvError("perceptual/style weights are > 0 but this InpaintingLoss has no VGG network")
@@ -317,7 +331,7 @@ class InpaintingLoss(nn.Module):
                 terms["style_out"] = s_out
                 terms["style_comp"] = s_comp
         scale = {"valid": w.valid, "hole": w.hole, "tv": w.tv, "perceptual": w.perceptual,
-                 "style_out": w.style, "style_comp": w.style, "ssim": w.ssim}
+                 "style_out": w.style, "style_comp": w.style, "ssim": w.ssim, "hole_mse": w.hole_mse}
         total = output.new_zeros((), dtype=torch.float32)
         logged: Dict[str, Tensor] = {}
         for name, value in terms.items():

@@ -209,7 +209,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     from pconv.losses import InpaintingLoss, LossWeights
 
     weights = LossWeights(valid=config.w_valid, hole=config.w_hole, perceptual=config.w_perceptual,
-                          style=config.w_style, tv=config.w_tv, ssim=config.w_ssim)
+                          style=config.w_style, tv=config.w_tv, ssim=config.w_ssim,
+                          hole_mse=config.w_hole_mse)
     vgg = None
     if weights.needs_vgg:
         from pconv.vgg import load_vgg16_features
