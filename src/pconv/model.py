@@ -13,9 +13,11 @@ makes the last decoder layer non-linear (N channels, BN, LeakyReLU) and adds a 3
 after it; both get the input image and the hole map (1 - mask, a channel that is valid
 everywhere) as inputs. Hole invariance is unchanged: the hole map depends on the mask only.
 
-Optional residual over a smooth fill (``fill_residual``, configuration "cpu-fill", the shipped
-model): the output is :func:`pconv.fill.pull_push_fill` of the input plus the network's output, and
-the head also sees that fill. The fill, like a partial convolution, never reads a hole pixel.
+Optional residual over a smooth fill (``fill_residual``, configuration "cpu-fill"): the output is
+:func:`pconv.fill.pull_push_fill` of the input plus the network's output, and the head also sees
+that fill. The fill, like a partial convolution, never reads a hole pixel. With ``fill_biharmonic``
+(configuration "cpu-fill-bh", the shipped model) the fill adds biharmonic steps, which carry
+gradients across thin holes.
 
 Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
 (B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.
