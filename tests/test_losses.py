@@ -416,3 +416,5 @@ def test_hole_mse_term_is_the_squared_hole_error(mask_channels):
     total1, terms = InpaintingLoss(LossWeights(perceptual=0, style=0, hole_mse=30.0))(out, gt, mask)
     assert float(terms["hole_mse"]) == pytest.approx(expected, rel=1e-5)
     assert float(total1 - total0) == pytest.approx(30.0 * expected, rel=1e-4)
+    with pytest.raises(PConvError, match="hole_mse must be a finite number"):
+        LossWeights(hole_mse=-1.0)

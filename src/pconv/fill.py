@@ -44,7 +44,7 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     biharmonic equation (Δ²f = 0), which continues gradients, not only values, across a hole: a
     thin hole gets a curved profile instead of a straight one. On NVIDIA's masks at 256² it gains
     0.1–0.3 dB over Laplace alone in every bucket (most in the smallest) and leads scikit-image's
-    biharmonic in four of the six (MODEL_CARD.md), at 2–4 times the cost (benchmarks/bench_fill.py).
+    biharmonic in four of the six (MODEL_CARD.md), at 2–3 times the cost (benchmarks/bench_fill.py).
     """
     x = image.float()
     w = mask.float()
@@ -92,8 +92,8 @@ def _relax(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
     return f
 
 
-#: Update only the free pixels when they are at most 1/_SPARSE_BELOW of all (measured: the gather
-#: costs about as much as the dense update at 30 % free pixels, and 5x less at 5 %).
+#: Update only the free pixels when they (with their ring, for the biharmonic steps) are at most
+#: 1/_SPARSE_BELOW of all; benchmarks/bench_fill.py compares both paths (BENCHMARKS.md).
 _SPARSE_BELOW = 4
 
 
@@ -120,7 +120,7 @@ _BIHARMONIC_OMEGA = 0.6
 
 def _neighbour_sum(f: Tensor) -> Tensor:
     """Sum of the four neighbours (up + down + left + right, in that order), edges replicated.
-    In-place adds: fresh full-size temporaries cost page faults on a CPU (3.5x slower here)."""
+    In-place adds: every fresh full-size temporary costs page faults on a CPU."""
     p = F.pad(f, (1, 1, 1, 1), mode="replicate")
     out = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
     out += p[..., 1:-1, :-2]

@@ -24,7 +24,7 @@ Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole*
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -102,23 +102,13 @@ class PConvUNetConfig:
 #: "cpu-head": "cpu" with the 16-channel hole-aware full-resolution head (see ``head_channels``).
 #: "cpu-fill": "cpu-head" predicting a residual over the pull-push fill (see ``fill_residual``).
 #: "cpu-fill-bh": "cpu-fill" over the pull-push fill with biharmonic steps (see ``fill_biharmonic``).
+_CPU = PConvUNetConfig(channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256)
 CONFIGS: Dict[str, PConvUNetConfig] = {
     "paper": PConvUNetConfig(),
-    "cpu": PConvUNetConfig(
-        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), image_size=256
-    ),
-    "cpu-head": PConvUNetConfig(
-        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
-        image_size=256,
-    ),
-    "cpu-fill": PConvUNetConfig(
-        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
-        fill_residual=True, image_size=256,
-    ),
-    "cpu-fill-bh": PConvUNetConfig(
-        channels=(32, 64, 128, 256, 256, 256, 256), kernels=(7, 5, 5, 3, 3, 3, 3), head_channels=16,
-        fill_residual=True, fill_biharmonic=True, image_size=256,
-    ),
+    "cpu": _CPU,
+    "cpu-head": replace(_CPU, head_channels=16),
+    "cpu-fill": replace(_CPU, head_channels=16, fill_residual=True),
+    "cpu-fill-bh": replace(_CPU, head_channels=16, fill_residual=True, fill_biharmonic=True),
 }
 
 
