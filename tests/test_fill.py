@@ -77,27 +77,53 @@ def test_fixed_levels_and_their_error():
         pull_push_fill(image, mask, levels=5)
 
 
-@pytest.mark.parametrize("shape, mask_channels", [((2, 3, 37, 53), 1), ((1, 3, 24, 24), 3), ((1, 2, 1, 9), 1),
-                                                  ((1, 1, 5, 1), 1)])
-def test_free_pixel_relaxation_equals_the_dense_update(shape, mask_channels):
-    """Small holes take the gather path; it must give bitwise what the dense stencil gives, at the
-    borders (replicated edges) and for per-channel masks too."""
+def _laplace_step(f):
+    p = torch.nn.functional.pad(f, (1, 1, 1, 1), mode="replicate")
+    return (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
+
+
+def _lap(f):
+    return 4 * _laplace_step(f) - 4 * f
+
+
+@pytest.mark.parametrize("shape, mask_channels, hole_fraction",
+                         [((2, 3, 37, 53), 1, 0.1), ((1, 3, 24, 24), 3, 0.1), ((1, 2, 1, 9), 1, 0.3),
+                          ((1, 1, 5, 1), 1, 0.3), ((2, 3, 16, 20), 1, 0.9), ((1, 3, 6, 6), 3, 1.0)])
+@pytest.mark.parametrize("biharmonic", [False, True])
+def test_sparse_steps_equal_the_dense_stencil(shape, mask_channels, hole_fraction, biharmonic):
+    """A level's steps run as sparse products over the free pixels; they must give what the
+    stencils written out here give (edges replicated), to float rounding, for one-channel and
+    per-channel masks, sparse and dense holes, one-pixel-wide images; fixed pixels exactly."""
     import pconv.fill as fl
 
     g = torch.Generator().manual_seed(3)
     f = torch.rand(*shape, generator=g)
-    fixed = torch.rand(shape[0], mask_channels, *shape[2:], generator=g) > 0.1
+    fixed = torch.rand(shape[0], mask_channels, *shape[2:], generator=g) >= hole_fraction
     fixed[..., 0, 0] = False  # a free corner pixel
-    free = (~fixed.expand_as(f)).reshape(-1).nonzero().squeeze(1)
-    assert 0 < free.numel() * fl._SPARSE_BELOW <= f.numel()  # _relax would take the gather path
-
+    free = (~fixed).expand_as(f)
     dense = f
-    for _ in range(7):  # the stencil of _relax, written out
-        p = torch.nn.functional.pad(dense, (1, 1, 1, 1), mode="replicate")
-        avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
-        dense = torch.where(fixed, dense, avg)
-    assert torch.equal(fl._relax(f, fixed, 7), dense)
-    assert torch.equal(fl._relax_free_pixels(f, free, 7), dense)
+    for _ in range(7):
+        dense = torch.where(free, _laplace_step(dense), dense)
+    if biharmonic:
+        for _ in range(7):
+            dense = torch.where(free, dense - fl._BIHARMONIC_OMEGA / 20 * _lap(_lap(dense)), dense)
+    sparse = fl._relax_sparse(f, fixed, 7, biharmonic)
+    torch.testing.assert_close(sparse, dense, atol=2e-6, rtol=0)
+    assert torch.equal(sparse[~free], f[~free])
+    traced = fl._relax(f, fixed, 7)  # the dense path a traced graph runs
+    torch.testing.assert_close(fl._relax_biharmonic(traced, fixed, 7) if biharmonic else traced, dense,
+                               atol=2e-6, rtol=0)
+
+
+def test_dense_path_above_the_free_pixel_limit(monkeypatch):
+    """Too many free values for the sparse matrices: the level falls back to the dense stencil."""
+    import pconv.fill as fl
+
+    image, mask = torch.rand(1, 3, 32, 32), _holes(5, 1, 32)
+    sparse = pull_push_fill(image, mask, biharmonic=True)
+    monkeypatch.setattr(fl, "_MAX_FREE", 0)
+    assert fl._relax_sparse(image, mask < 0.5, 3, True) is None
+    torch.testing.assert_close(pull_push_fill(image, mask, biharmonic=True), sparse, atol=2e-6, rtol=0)
 
 
 def test_biharmonic_steps_reproduce_a_quadratic_in_one_pixel_holes():
@@ -121,30 +147,3 @@ def test_biharmonic_fill_stays_bounded_in_large_holes():
     out = pull_push_fill(image, mask, biharmonic=True)
     assert torch.isfinite(out).all()
     assert out.min() > -0.25 and out.max() < 1.25
-
-
-@pytest.mark.parametrize("shape, mask_channels", [((2, 3, 37, 53), 1), ((1, 3, 24, 24), 3), ((1, 1, 1, 9), 1)])
-def test_free_pixel_biharmonic_steps_equal_the_dense_ones(shape, mask_channels):
-    """Sparse holes take the gather path of the biharmonic steps; it matches the dense steps (the
-    Laplacian of the Laplacian, edges replicated) to float rounding."""
-    import torch.nn.functional as F
-
-    import pconv.fill as fl
-
-    g = torch.Generator().manual_seed(4)
-    f = torch.rand(*shape, generator=g)
-    fixed = torch.rand(shape[0], mask_channels, *shape[2:], generator=g) > 0.03
-    fixed[..., 0, -1] = False  # a free corner pixel
-    free = (~fixed).expand_as(f)
-
-    def lap(t):
-        p = F.pad(t, (1, 1, 1, 1), mode="replicate")
-        return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * t
-
-    dense = f
-    for _ in range(9):
-        dense = torch.where(free, dense - fl._BIHARMONIC_OMEGA / 20 * lap(lap(dense)), dense)
-    near = F.max_pool2d(free.float().flatten(0, 1)[:, None], 3, 1, 1)  # ⊇ free and its neighbours
-    assert near.sum() * fl._SPARSE_BELOW <= f.numel()  # so _relax_biharmonic takes the gather path
-    torch.testing.assert_close(fl._relax_biharmonic(f, fixed, 9), dense, atol=1e-6, rtol=0)
-    assert torch.equal(fl._relax_biharmonic(f, fixed, 9)[~free], f[~free])

@@ -16,6 +16,7 @@ never reads a hole pixel, so the result does not depend on what the hole holds. 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -69,53 +70,114 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
         s, wl = sums[level], weights[level]
         up = F.interpolate(f, size=s.shape[-2:], mode="bilinear", align_corners=False)
         fixed, steps = wl >= 1.0, iterations if level else fine_iterations
-        f = _relax(s + (1.0 - wl) * up, fixed, steps)
-        if biharmonic:
-            f = _relax_biharmonic(f, fixed, steps)
+        f = _relax_level(s + (1.0 - wl) * up, fixed, steps, biharmonic)
     return f.to(image.dtype)
 
 
-def _relax(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
-    """Jacobi steps of Laplace's equation on the pixels that are not ``fixed``: each becomes the
-    mean of its four neighbours (edges replicated); fixed pixels keep their values.
+def _relax_level(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Tensor:
+    """One pyramid level's smoothing: ``steps`` Jacobi steps of Laplace's equation on the pixels
+    that are not ``fixed``, then (``biharmonic``) as many damped Jacobi steps of Δ²f = 0.
 
-    Where few pixels are free (small holes, the common case at full resolution), only those are
-    updated, by gathering their neighbours; the result is bitwise the same as the dense update.
+    Each step is an affine map of the free pixels' values, x ← A·x + b, with A a sparse matrix of
+    the stencil between free pixels and b what the fixed pixels give. Built once per level, a step
+    costs one sparse product instead of a dozen small tensor operations, which dominated on the
+    coarse levels (benchmarks/bench_fill.py). A traced graph (ONNX, TorchScript), or a level with
+    more than ``_MAX_FREE`` free values, runs the dense stencil instead: the same result to float
+    rounding (tests/test_fill.py).
     """
-    fixed = fixed.expand_as(f)
-    if iterations > 0 and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
-        free = (~fixed).reshape(-1).nonzero().squeeze(1)
-        if free.numel() * _SPARSE_BELOW <= f.numel():
-            return _relax_free_pixels(f, free, iterations)
-    for _ in range(iterations):
-        f = torch.where(fixed, f, _neighbour_sum(f).mul_(0.25))
-    return f
+    if steps == 0:
+        return f
+    if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        out = _relax_sparse(f, fixed, steps, biharmonic)
+        if out is not None:
+            return out
+    f = _relax(f, fixed, steps)
+    return _relax_biharmonic(f, fixed, steps) if biharmonic else f
 
 
-#: Update only the free pixels when they (with their ring, for the biharmonic steps) are at most
-#: 1/_SPARSE_BELOW of all; benchmarks/bench_fill.py compares both paths (BENCHMARKS.md).
-_SPARSE_BELOW = 4
-
-
-def _relax_free_pixels(f: Tensor, free: Tensor, iterations: int) -> Tensor:
-    """:func:`_relax` on the flat indices ``free`` of the pixels that change, in the same
-    arithmetic order (up + down + left + right, times 1/4)."""
-    h, w = f.shape[-2:]
-    flat = f.reshape(-1).clone()
-    if free.numel() == 0:
-        return flat.view_as(f)
-    up, down, left, right = _neighbours(free, h, w)
-    for _ in range(iterations):
-        avg = flat[up] + flat[down]
-        avg += flat[left]
-        avg += flat[right]
-        flat.index_copy_(0, free, avg.mul_(0.25))
-    return flat.view_as(f)
-
+#: Above this many free values a level runs the dense stencil: the sparse matrices' temporaries
+#: take ~0.6 KB per free value (only the classical ``pullpush`` fill of a large photo gets there).
+_MAX_FREE = 1 << 20
 
 #: Damping of the biharmonic Jacobi steps: the undamped iteration diverges (the 13-point stencil's
 #: eigenvalues reach 64 against a diagonal of 20); steps of ω/20·Δ²f converge for ω < 0.625.
 _BIHARMONIC_OMEGA = 0.6
+
+# The free-pixel operators are CSR tensors; torch warns once that its CSR support is "beta". The
+# two operations used here (construction from indices, sparse @ dense) are long-standing.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+
+def _relax_sparse(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Optional[Tensor]:
+    """:func:`_relax_level` as sparse products over the free values; None when there are too many.
+
+    With a one-channel mask the unknowns are pixels and the channels are the columns of x (one
+    operator for all channels); with a per-channel mask every channel value is its own unknown."""
+    b_, c, h, w = f.shape
+    per_pixel = fixed.shape[1] == 1
+
+    def values(t: Tensor) -> Tensor:  # (B, C, H, W) -> (unknowns, columns)
+        return t.permute(0, 2, 3, 1).reshape(-1, c) if per_pixel else t.reshape(-1, 1)
+
+    free = (~fixed).reshape(-1).nonzero().squeeze(1)
+    n = free.numel()
+    if n == 0:
+        return f
+    if n > _MAX_FREE:
+        return None
+    pos = torch.full((fixed.numel(),), -1, dtype=torch.int32)
+    pos[free] = torch.arange(n, dtype=torch.int32)
+    ring = torch.stack(_neighbours(free, h, w))  # (4, n): up, down, left, right, edges clamped
+    held = torch.where(fixed, f, torch.zeros((), dtype=f.dtype))  # fixed values, 0 on free pixels
+
+    # Laplace: x_i ← (sum of the four neighbours) / 4; fixed neighbours are constants.
+    a = _free_operator(pos, ring, torch.full((4,), 0.25))
+    b = values(_neighbour_sum(held).mul_(0.25))[free]
+    start = values(f)
+    x = start.new_zeros(n + 1, start.shape[1])  # row n stays 0: the column of every fixed tap
+    x[:n] = start[free]
+    y = torch.zeros_like(x)
+    for _ in range(steps):
+        torch.addmm(b, a, x, out=y[:n])
+        x, y = y, x
+    if biharmonic:
+        # x_i ← x_i + s·Δ(Δf)_i. With t_0 the pixel itself and t_1..4 its neighbours,
+        # Δ(Δf)_i = Σ_j Σ_k D_j D_k f(t_k(t_j(i))), D = (−4, 1, 1, 1, 1): the pixel (16), each
+        # neighbour (−4 −4) and each neighbour's neighbour (1), repeats included at the edges.
+        s = -_BIHARMONIC_OMEGA / 20.0
+        two = torch.stack(_neighbours(ring.reshape(-1), h, w)).view(16, n)  # all equal weight
+        coefs = torch.tensor([1.0 + 16.0 * s] + [-8.0 * s] * 4 + [s] * 16)
+        a = _free_operator(pos, torch.cat((free[None], ring, two)), coefs)
+        b = values(_laplacian(_laplacian(held)).mul_(s))[free]
+        for _ in range(steps):
+            torch.addmm(b, a, x, out=y[:n])
+            x, y = y, x
+    out = start.clone()
+    out[free] = x[:n]
+    if per_pixel:
+        return out.view(b_, h, w, c).permute(0, 3, 1, 2).contiguous()
+    return out.view_as(f)
+
+
+def _free_operator(pos: Tensor, taps: Tensor, coefs: Tensor) -> Tensor:
+    """The n×(n+1) CSR matrix with, in row i, ``coefs[t]`` at column ``pos[taps[t, i]]`` for each
+    tap t: a free pixel's position, or column n (a row of zeros in x) for a fixed pixel. Every row
+    holds all its taps, repeats included (a product sums them), so nothing is sorted or compacted."""
+    t, n = taps.shape
+    cols = pos[taps.t().contiguous()]  # (n, t), row-major: CSR order; -1 on fixed pixels
+    cols = torch.where(cols < 0, n, cols)
+    crow = torch.arange(0, t * (n + 1), t, dtype=torch.int32)
+    vals = coefs.to(torch.float32).repeat(n)
+    return torch.sparse_csr_tensor(crow, cols.view(-1), vals, (n, n + 1), check_invariants=False)
+
+
+def _relax(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
+    """Dense Jacobi steps of Laplace's equation on the pixels that are not ``fixed``: each becomes
+    the mean of its four neighbours (edges replicated); fixed pixels keep their values."""
+    fixed = fixed.expand_as(f)
+    for _ in range(iterations):
+        f = torch.where(fixed, f, _neighbour_sum(f).mul_(0.25))
+    return f
 
 
 def _neighbour_sum(f: Tensor) -> Tensor:
@@ -134,25 +196,9 @@ def _laplacian(f: Tensor) -> Tensor:
 
 
 def _relax_biharmonic(f: Tensor, fixed: Tensor, iterations: int) -> Tensor:
-    """Damped Jacobi steps of Δ²f = 0 (Δ² as the Laplacian of the Laplacian) on the pixels that
-    are not ``fixed``; fixed pixels keep their values and act as the boundary condition.
-
-    Where the free pixels and their neighbours are few, only those are computed (gathers); the
-    result equals the dense steps to float rounding."""
-    if iterations == 0:
-        return f
-    fixed = fixed.expand_as(f)
-    if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
-        free = ~fixed
-        near = free.clone()  # the free pixels and their four neighbours: where Δf is needed
-        near[..., 1:, :] |= free[..., :-1, :]
-        near[..., :-1, :] |= free[..., 1:, :]
-        near[..., :, 1:] |= free[..., :, :-1]
-        near[..., :, :-1] |= free[..., :, 1:]
-        near_idx = near.reshape(-1).nonzero().squeeze(1)
-        if near_idx.numel() * _SPARSE_BELOW <= f.numel():
-            return _relax_biharmonic_free_pixels(f, free.reshape(-1).nonzero().squeeze(1), near_idx, iterations)
-    step = (~fixed).to(f.dtype).mul_(-_BIHARMONIC_OMEGA / 20.0)  # 0 on fixed pixels
+    """Dense damped Jacobi steps of Δ²f = 0 (Δ² as the Laplacian of the Laplacian) on the pixels
+    that are not ``fixed``; fixed pixels keep their values and act as the boundary condition."""
+    step = (~fixed.expand_as(f)).to(f.dtype).mul_(-_BIHARMONIC_OMEGA / 20.0)  # 0 on fixed pixels
     f = f.clone()
     for _ in range(iterations):
         f.addcmul_(step, _laplacian(_laplacian(f)))
@@ -167,25 +213,3 @@ def _neighbours(idx: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor, Tensor, Te
     row = idx - x
     return (row - w * (y > 0).long() + x, row + w * (y < h - 1).long() + x,
             row + (x - 1).clamp_min(0), row + (x + 1).clamp_max(w - 1))
-
-
-def _relax_biharmonic_free_pixels(f: Tensor, free: Tensor, near: Tensor, iterations: int) -> Tensor:
-    """:func:`_relax_biharmonic` computing Δf on ``near`` (free pixels and their neighbours) and
-    Δ²f on ``free`` only, with the dense version's order of operations."""
-    h, w = f.shape[-2:]
-    flat = f.reshape(-1).clone()
-    lap = torch.zeros_like(flat)  # Δf, valid on `near`, the only entries read
-    n_up, n_down, n_left, n_right = _neighbours(near, h, w)
-    f_up, f_down, f_left, f_right = _neighbours(free, h, w)
-    step = -_BIHARMONIC_OMEGA / 20.0
-    for _ in range(iterations):
-        t = flat[n_up] + flat[n_down]
-        t += flat[n_left]
-        t += flat[n_right]
-        lap.index_copy_(0, near, t.sub_(flat[near], alpha=4.0))
-        b = lap[f_up] + lap[f_down]
-        b += lap[f_left]
-        b += lap[f_right]
-        b.sub_(lap[free], alpha=4.0)
-        flat.index_add_(0, free, b, alpha=step)
-    return flat.view_as(f)
