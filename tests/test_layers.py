@@ -375,6 +375,30 @@ def test_cat_of_parts_equals_conv_of_concatenation(channels_last, bias):
         torch.testing.assert_close(a.grad, r.grad, rtol=1e-5, atol=1e-5)
 
 
+def test_cat_of_mixed_parts_under_autocast():
+    """The U-Net's last layers concatenate bf16 channels_last features with an fp32 contiguous fill
+    and hole map, and parts whose mask has no hole. Same result as the concatenation in fp32 (to
+    bf16 rounding), gradients for every part, and the output stays channels_last."""
+    g = torch.Generator().manual_seed(9)
+    feats = torch.randn(2, 6, 16, 16, generator=g).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    fill = torch.randn(2, 3, 16, 16, generator=g)
+    hole_map = torch.rand(2, 1, 16, 16, generator=g)
+    xs = [t.requires_grad_(True) for t in (feats, fill, hole_map)]
+    ms = [random_mask((2, 1, 16, 16), 0.7, g), torch.ones(2, 1, 16, 16), torch.ones(2, 1, 16, 16)]
+    w = torch.randn(4, 10, 3, 3, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = partial_conv2d_cat(list(zip(xs, ms)), w, None, padding=1)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    cat_m = torch.cat([m.expand(-1, x.shape[1], -1, -1) for x, m in zip(xs, ms)], dim=1)
+    ref, _ = partial_conv2d(torch.cat([x.detach().float() for x in xs], 1), cat_m, w, None, padding=1)
+    torch.testing.assert_close(out.float(), ref, rtol=0.02, atol=0.05)
+    out.float().sum().backward()
+    for x, m in zip(xs, ms):
+        assert x.grad is not None and x.grad.dtype == x.dtype and torch.isfinite(x.grad.float()).all()
+        assert torch.all(x.grad.float() * (1 - m) == 0)  # no gradient into hole pixels
+    assert hole_map.grad.abs().sum() > 0
+
+
 def test_cat_of_parts_rejects_bad_masks_clearly():
     x = torch.randn(1, 4, 8, 8)
     with pytest.raises(PConvError, match="each part's mask"):
