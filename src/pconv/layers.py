@@ -106,11 +106,12 @@ def _box_sum(t: Tensor, kernel_size: Tuple[int, int], stride: Tuple[int, int], p
 
 
 def _apply_mask(x: Tensor, mask: Tensor) -> Tensor:
-    """``x ⊙ mask``, or ``x`` itself on a CPU when the mask has no hole: past the first few layers
-    every mask is all ones, and the multiplication is a full pass over the features (a check on
-    the one-channel mask costs a fraction of it; on a GPU it would cost a synchronisation)."""
-    if x.device.type == "cpu" and not (torch.jit.is_tracing() or torch.jit.is_scripting()) \
-            and bool((mask == 1).all()):
+    """``x ⊙ mask``, or ``x`` itself on a CPU when a one-channel mask has no hole: past the first
+    few layers of the U-Net every mask is all ones, and the multiplication is a full pass over the
+    features, the check a pass over one channel. (A per-channel mask is as large as the features,
+    so checking it would cost what it saves; on a GPU the check would cost a synchronisation.)"""
+    if mask.shape[1] == 1 and x.shape[1] > 1 and x.device.type == "cpu" \
+            and not (torch.jit.is_tracing() or torch.jit.is_scripting()) and bool((mask == 1).all()):
         return x
     return x * mask.to(x.dtype)
 
