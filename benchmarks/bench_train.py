@@ -11,7 +11,9 @@ pipeline (decode + crop + mask) when --data is given. Rows, in one run:
   then, after pconv.device.keep_freed_memory() (what `pconv train` does):
   ours fp32      again, fp32 NCHW
   ours bf16+CL   bf16 autocast + channels_last: pconv's default on this CPU
-  L1+TV only     the cheap schedule used to train the shipped model
+  L1+TV only     the cheap schedule that trained the shipped model's first stages
+  shipped        the cpu-fill-bh configuration (pull-push fill with biharmonic steps) with the
+                 hole-MSE + TV loss of its last fine-tuning
 
 Prints images/s and the share of the machine's bf16 convolution peak (--peak-tflops, ~0.9 on
 this 2-core CPU) that the convolutions reach.
@@ -130,19 +132,21 @@ def main() -> None:
              ("keep_freed_memory()", None, None, None),
              ("ours: fp32 NCHW, full loss, kept memory", "fp32", False, "full"),
              ("ours: bf16 + channels_last, full loss", "bf16", True, "full"),
-             ("ours: bf16 + channels_last, L1+TV only", "bf16", True, "l1tv")]
+             ("ours: bf16 + channels_last, L1+TV only", "bf16", True, "l1tv"),
+             ("shipped cpu-fill-bh: bf16 + CL, hole MSE + TV", "bf16", True, "mse")]
     for name, precision, cl, loss in cases:
         if precision is None:
             print(f"-- {name}: {keep_freed_memory()}")
             continue
         torch.manual_seed(0)
-        model = build_model("cpu").train()
+        model = build_model("cpu-fill-bh" if loss == "mse" else "cpu").train()
         if cl:
             model = model.to(memory_format=torch.channels_last)
         if loss == "textbook":
             loss_fn = TextbookLoss()
         else:
-            w = LossWeights() if loss == "full" else LossWeights(perceptual=0, style=0)
+            w = {"full": LossWeights(), "l1tv": LossWeights(perceptual=0, style=0),
+                 "mse": LossWeights(valid=0, hole=0, perceptual=0, style=0, tv=1, hole_mse=60)}[loss]
             loss_fn = InpaintingLoss(w, precision=precision, channels_last=cl)
         opt = torch.optim.Adam(model.parameters(), lr=2e-4)
         t = time_step(model, loss_fn, opt, image, mask, precision, cl, args.steps)
@@ -150,7 +154,7 @@ def main() -> None:
         # U-Net: forward + input gradient + weight gradient ≈ 3× forward. VGG is frozen (no weight
         # gradients): output and composite cost forward + input gradient ≈ 2× forward, gt forward only.
         flops = 3 * unet_flops(model, args.size) * args.batch
-        if loss != "l1tv":
+        if loss == "full":
             flops += (2 * 2 + 1) * vgg_flops(args.size) * args.batch
         rows[name] = step
         print(f"{name:54s} step {step*1000:7.0f} ms  {args.batch/step:5.1f} img/s  "
