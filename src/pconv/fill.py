@@ -81,13 +81,13 @@ def _relax_level(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Tens
     Each step is an affine map of the free pixels' values, x ← A·x + b, with A a sparse matrix of
     the stencil between free pixels and b what the fixed pixels give. Built once per level, a step
     costs one sparse product instead of a dozen small tensor operations, which dominated on the
-    coarse levels (benchmarks/bench_fill.py). A traced graph (ONNX, TorchScript), or a level with
-    more than ``_MAX_FREE`` free values, runs the dense stencil instead: the same result to float
-    rounding (tests/test_fill.py).
+    coarse levels on a CPU (benchmarks/bench_fill.py). A traced graph (ONNX, TorchScript), a GPU
+    (where small operations are cheap to queue) or a level with more than ``_MAX_FREE`` free
+    values runs the dense stencil instead: the same result to float rounding (tests/test_fill.py).
     """
     if steps == 0:
         return f
-    if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+    if f.device.type == "cpu" and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
         out = _relax_sparse(f, fixed, steps, biharmonic)
         if out is not None:
             return out
