@@ -7,7 +7,8 @@ auto). Each case runs in a fresh child process so its peak RSS (ru_maxrss, torch
 is its own. Latency = median of several calls on in-memory arrays, after one warm-up call; the
 4000×3000 row "end to end" adds JPEG decode + encode through pconv.imageio. Also measured, at
 256² and 512²: fp32 vs bf16, onnxruntime (fp32, bare network), and OpenMP's wait policy (unset =
-spin, PASSIVE, one thread), which decides everything when another process shares the cores.
+spin, PASSIVE, one thread), which decides everything when another process shares the cores, and
+OpenCV imported before torch in the same process (2-3× slower with two threads here; cause not found).
 Uses the shipped default weights when present, else the "cpu" configuration with random weights
 (timing does not depend on the weights; the output says which).
 """
@@ -70,7 +71,16 @@ def timed(fn, n: int) -> float:
 
 
 def child(case: str, what: str) -> dict:
-    """One measurement in this (fresh) process; returns a JSON-able dict."""
+    """One measurement in this (fresh) process; returns a JSON-able dict.
+
+    torch is imported before OpenCV, as pconv's CLI and package do: with OpenCV imported first,
+    two-thread inference ran 2-3x slower on the development machine (cause not found; one thread
+    and plain convolution loops are unaffected). ``what`` ending in "-cv2first" measures that order."""
+    if what.endswith("-cv2first"):
+        import cv2  # noqa: F401
+        what = what[: -len("-cv2first")]
+    import torch  # noqa: F401
+
     h, w = CASES[case]
     img, hole = make_case(h, w)
     n = 3 if case == "4000x3000" else 5
@@ -169,8 +179,10 @@ def main() -> None:
         spin = run_child(case, "pconv", OMP_WAIT_POLICY="")
         passive = run_child(case, "pconv", OMP_WAIT_POLICY="PASSIVE")
         one = run_child(case, "pconv", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="")
+        cv2_first = run_child(case, "pconv-cv2first")
         print(f"{case:>10}: OMP_WAIT_POLICY unset (spins)  {spin['s'] * 1000:.1f} ms, PASSIVE {passive['s'] * 1000:.1f} ms, "
-              f"1 thread {one['s'] * 1000:.1f} ms", flush=True)
+              f"1 thread {one['s'] * 1000:.1f} ms; OpenCV imported before torch {cv2_first['s'] * 1000:.1f} ms",
+              flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f} (a background training run counts here)")
 
 
