@@ -1,14 +1,14 @@
 """Inference latency and peak memory of pconv.Inpainter vs OpenCV Telea, on the same cases in one run.
 
-Run: OMP_WAIT_POLICY=PASSIVE quiet-run .venv/bin/python benchmarks/bench_inference.py
+Run: quiet-run .venv/bin/python benchmarks/bench_inference.py
 Cases: 256², 512², 1024² and a 4000×3000 photo, each with ~5% holes (6 elliptic blobs), the
 default configuration (strategy auto: original up to 2× the training size, crop above; precision
 auto). Each case runs in a fresh child process so its peak RSS (ru_maxrss, torch import included)
 is its own. Latency = median of several calls on in-memory arrays, after one warm-up call; the
 4000×3000 row "end to end" adds JPEG decode + encode through pconv.imageio. Also measured, at
-256² and 512²: fp32 vs bf16, onnxruntime (fp32, bare network), and OpenMP's wait policy (unset =
-spin, PASSIVE, one thread), which decides everything when another process shares the cores, and
-OpenCV imported before torch in the same process (2-3× slower with two threads here; cause not found).
+256² and 512²: fp32 vs bf16, onnxruntime (fp32, bare network), and OpenMP's wait policy (pconv's
+default, libgomp's long spin, PASSIVE, one thread) on a quiet machine and beside a process that keeps
+one core busy: it decides everything when another process shares the cores.
 Uses the shipped default weights when present, else the "cpu" configuration with random weights
 (timing does not depend on the weights; the output says which).
 """
@@ -73,13 +73,9 @@ def timed(fn, n: int) -> float:
 def child(case: str, what: str) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able dict.
 
-    torch is imported before OpenCV, as pconv's CLI and package do: with OpenCV imported first,
-    two-thread inference ran 2-3x slower on the development machine (cause not found; one thread
-    and plain convolution loops are unaffected). ``what`` ending in "-cv2first" measures that order."""
-    if what.endswith("-cv2first"):
-        import cv2  # noqa: F401
-        what = what[: -len("-cv2first")]
-    import torch  # noqa: F401
+    pconv is imported first, as its CLI does, so that its OpenMP default applies (it must be set
+    before torch loads); the wait-policy rows override it through the environment."""
+    import pconv  # noqa: F401
 
     h, w = CASES[case]
     img, hole = make_case(h, w)
@@ -173,16 +169,21 @@ def main() -> None:
               f"(bf16/fp32 = {b16['s'] / f32['s']:.2f}); {ort_txt}", flush=True)
 
 
-    # OpenMP's default wait policy spins; when another process (e.g. a training run) holds a core,
-    # torch's threads spin-wait for each other at every op. PASSIVE makes them sleep instead.
-    for case in ("256", "512"):
-        spin = run_child(case, "pconv", OMP_WAIT_POLICY="")
-        passive = run_child(case, "pconv", OMP_WAIT_POLICY="PASSIVE")
-        one = run_child(case, "pconv", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="")
-        cv2_first = run_child(case, "pconv-cv2first")
-        print(f"{case:>10}: OMP_WAIT_POLICY unset (spins)  {spin['s'] * 1000:.1f} ms, PASSIVE {passive['s'] * 1000:.1f} ms, "
-              f"1 thread {one['s'] * 1000:.1f} ms; OpenCV imported before torch {cv2_first['s'] * 1000:.1f} ms",
-              flush=True)
+    # OpenMP's wait policy decides everything when another process holds a core: torch's threads
+    # spin-wait for each other at every op. Rows: pconv's default (a short spin, then sleep),
+    # libgomp's own default (a long spin), PASSIVE (sleep at once) and one thread; on a quiet
+    # machine and beside a process that keeps one core busy.
+    policies = {"pconv default": {}, "spin (libgomp default)": {"GOMP_SPINCOUNT": "300000"},
+                "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}, "1 thread": {"OMP_NUM_THREADS": "1"}}
+    for busy in (False, True):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            for case in ("256", "512"):
+                cells = [f"{name} {run_child(case, 'pconv', **env)['s'] * 1000:.1f} ms" for name, env in policies.items()]
+                print(f"{case:>10}, {'one core busy' if busy else 'quiet':13s}: " + ", ".join(cells), flush=True)
+        finally:
+            if hog is not None:
+                hog.kill()
     print(f"load average at the end {os.getloadavg()[0]:.2f} (a background training run counts here)")
 
 

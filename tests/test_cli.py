@@ -1,6 +1,7 @@
 """`pconv --version` and `pconv --help`, through the installed console script and in-process."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,15 @@ def test_unknown_command_is_usage_error(capsys):
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "pconv", "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == f"pconv {pconv.__version__}"
+
+
+@pytest.mark.parametrize("env, expected", [({}, "3000"), ({"GOMP_SPINCOUNT": "77"}, "77"),
+                                           ({"OMP_WAIT_POLICY": "PASSIVE"}, None)])
+def test_openmp_wait_default_set_before_torch_and_user_values_win(env, expected):
+    """Importing pconv sets a short OpenMP spin (before torch loads: libgomp reads it once), unless
+    the user chose a spin count or a wait policy."""
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, pconv, sys; sys.stdout.write(repr(os.environ.get('GOMP_SPINCOUNT')))"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                         check=True).stdout
+    assert out == repr(expected)

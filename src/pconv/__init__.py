@@ -7,10 +7,14 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# OpenMP threads that spin while waiting make torch 7-18x slower whenever another process shares
-# the cores (measured on a 2-core machine, BENCHMARKS.md); passive waiting costs little when idle.
-# Only a default: a value the user set wins. It must be set before torch is imported.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How torch's OpenMP threads wait for each other decides inference speed. libgomp's default, a long
+# spin, made a 256² inpainting 100x slower beside a process holding one of two cores; sleeping at
+# once (OMP_WAIT_POLICY=PASSIVE, pconv's earlier default) made it 2.5x slower on a quiet machine,
+# where each of its thousands of small operations wakes the threads. A short spin is within 10 % of
+# the long one when quiet and within 2x of PASSIVE under load (BENCHMARKS.md, bench_inference).
+# Only a default: values the user set win. It must be set before torch is imported.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 from pconv.errors import PConvError
 from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
