@@ -92,8 +92,8 @@ class TrainConfig:
             problems.append(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.image_size < 16:
             problems.append(f"image_size must be >= 16, got {self.image_size}")
-        for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "w_ssim", "w_hole_mse", "w_psnr", "lr",
-                     "finetune_lr"):
+        for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "w_ssim", "w_hole_mse", "w_psnr",
+                     "lr", "finetune_lr"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if problems:

@@ -38,14 +38,14 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     coarsest-level pixel with no valid pixel under it takes the image's mean valid value. After
     each level's upsampling, ``iterations`` Jacobi steps (``fine_iterations`` at full resolution,
     where they cost the most). float32 inside; returns ``image``'s dtype. On NVIDIA's masks at 256²
-    it scores level with biharmonic overall, ahead of OpenCV's methods (MODEL_CARD.md), in 28 ms
-    an image on one core.
+    it scores level with biharmonic overall, ahead of OpenCV's methods (MODEL_CARD.md), in 6–10 ms
+    an image (benchmarks/bench_fill.py).
 
     ``biharmonic=True`` follows each level's Laplace steps with as many damped Jacobi steps of the
     biharmonic equation (Δ²f = 0), which continues gradients, not only values, across a hole: a
     thin hole gets a curved profile instead of a straight one. On NVIDIA's masks at 256² it gains
     0.1–0.3 dB over Laplace alone in every bucket (most in the smallest) and leads scikit-image's
-    biharmonic in four of the six (MODEL_CARD.md), at 2–3 times the cost (benchmarks/bench_fill.py).
+    biharmonic in four of the six (MODEL_CARD.md), at 1.8–3 times the cost (benchmarks/bench_fill.py).
     """
     x = image.float()
     w = mask.float()

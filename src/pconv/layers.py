@@ -262,8 +262,7 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
 def _zero_outside(t: Tensor, new_mask: Tensor) -> Tensor:
     """``t *= new_mask`` in place. On a CPU with channels_last, where few pixels are outside the
     mask, only those pixels' channel vectors are written (no pass over the whole tensor)."""
-    if t.device.type == "cpu" and t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-            and not t.is_contiguous():
+    if t.device.type == "cpu" and _is_channels_last(t):
         rows = (new_mask.reshape(-1) == 0).nonzero().squeeze(1)  # pixel indices, (B, H, W) order
         if rows.numel() == 0:
             return t
@@ -277,7 +276,7 @@ def _masked_channel_sum(t: Tensor, mask: Tensor) -> Tensor:
     """``(t * mask).sum((0, 2, 3))`` for ``mask`` (B, 1, H, W), as a matrix product without a temporary."""
     b, c, h, w = t.shape
     mask = mask.to(t.dtype)
-    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+    if _is_channels_last(t):
         # mask_row @ (B·H·W, C): a vector-matrix product reading t row by row (2.4x faster here
         # than the equivalent mv on the transposed view, which reads it column by column).
         return (mask.reshape(1, -1) @ t.permute(0, 2, 3, 1).reshape(-1, c)).view(c)
