@@ -4,10 +4,13 @@
 
 fp16 halves the file (6.45M parameters -> 12.9 MB); the script checks that the fp16 copy gives
 the same fills as the fp32 weights on the bundled example (max abs difference printed).
+``--thin-hole-fill N`` sets that parameter-free option of the configuration in the released file
+(weights trained before the option existed carry 0).
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import torch
 from PIL import Image
 
 from pconv.masks import read_mask_file
+from pconv.model import PConvUNet
 from pconv.weights import load_model, save_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "pconv" / "assets"
@@ -24,8 +28,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", type=Path)
     ap.add_argument("--note", default="", help="free text stored in the file's metadata")
+    ap.add_argument("--thin-hole-fill", type=int, default=None, help="set the configuration's thin_hole_fill")
     args = ap.parse_args()
     model = load_model(args.weights)
+    if args.thin_hole_fill is not None:
+        gated = PConvUNet(replace(model.config, thin_hole_fill=args.thin_hole_fill)).eval()
+        gated.load_state_dict(model.state_dict())
+        gated.weights_metadata = model.weights_metadata
+        model = gated
     meta = {k.removeprefix("pconv."): v for k, v in model.weights_metadata.items()
             if k.startswith("pconv.") and k != "pconv.config"}
     meta.update({"source": args.weights.name, "note": args.note, "dtype": "float16"})

@@ -288,7 +288,51 @@ def test_fill_residual_model_starts_as_the_fill(name, biharmonic):
 def test_biharmonic_fill_needs_the_fill_residual():
     with pytest.raises(PConvError, match="set fill_residual too"):
         PConvUNetConfig(channels=(8,), kernels=(3,), fill_biharmonic=True)
-    assert CONFIGS["cpu-fill-bh"] == PConvUNetConfig(**{**CONFIGS["cpu-fill"].__dict__, "fill_biharmonic": True})
+    assert CONFIGS["cpu-fill-bh"] == PConvUNetConfig(**{**CONFIGS["cpu-fill"].__dict__, "fill_biharmonic": True,
+                                                        "thin_hole_fill": 5})
+
+
+def test_thin_hole_fill_options_are_checked():
+    with pytest.raises(PConvError, match="set fill_residual too"):
+        PConvUNetConfig(channels=(8,), kernels=(3,), thin_hole_fill=5)
+    for bad in (1, 4, -3):
+        with pytest.raises(PConvError, match="odd width >= 3"):
+            PConvUNetConfig(channels=(8,), kernels=(3,), fill_residual=True, thin_hole_fill=bad)
+
+
+@pytest.mark.parametrize("mask_channels", [1, 3])
+def test_thin_hole_parts_keep_the_fill_and_wide_ones_get_the_residual(mask_channels):
+    """With thin_hole_fill=5 the output equals the smooth fill exactly on hole parts narrower than
+    5 px (a 1 px scratch, a 4 px stroke, a speck) and the ungated network on a wide hole, its rim
+    included; the ungated network differs from the fill on both (the test is not vacuous)."""
+    from dataclasses import replace
+
+    from pconv.fill import pull_push_fill
+
+    torch.manual_seed(0)
+    config = CONFIGS["cpu-fill-bh"]
+    gated = PConvUNet(config).eval()
+    for p in gated.parameters():  # a non-zero residual branch (it starts at zero)
+        p.data.add_(torch.randn_like(p) * 0.05)
+    plain = PConvUNet(replace(config, thin_hole_fill=0)).eval()
+    plain.load_state_dict(gated.state_dict())
+    image = torch.rand(1, 3, 128, 128)
+    mask = torch.ones(1, mask_channels, 128, 128)
+    mask[..., 20, 10:100] = 0           # 1 px scratch
+    mask[..., 40:44, 10:100] = 0        # 4 px stroke
+    mask[..., 100, 100] = 0             # speck
+    mask[..., 60:90, 20:60] = 0         # a 30×40 hole
+    thin = torch.zeros(128, 128, dtype=torch.bool)
+    thin[20, 10:100] = thin[40:44, 10:100] = thin[100, 100] = True
+    wide = torch.zeros(128, 128, dtype=torch.bool)
+    wide[60:90, 20:60] = True
+    with torch.no_grad():
+        out, ref = gated(image, mask), plain(image, mask)
+    fill = pull_push_fill(image * 2 - 1, mask, levels=7, biharmonic=True) * 0.5 + 0.5
+    torch.testing.assert_close(out[..., thin], fill[..., thin], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[..., wide], ref[..., wide], atol=1e-6, rtol=0)
+    assert (ref[..., thin] - fill[..., thin]).abs().max() > 1e-3
+    assert (out[..., wide] - fill[..., wide]).abs().max() > 1e-3
 
 
 def test_negative_head_channels_is_a_clear_error():
