@@ -13,11 +13,13 @@ change moves small holes against large ones, without looking at the evaluation s
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import torch
 
 from pconv.data import MaskSampler, ValDataset, list_images, scan_images, split_train_val
 from pconv.masks import BUCKETS
+from pconv.model import PConvUNet
 from pconv.device import resolve_precision
 from pconv.train import TrainConfig, validate
 from pconv.weights import load_model
@@ -29,6 +31,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the training photo folder the runs used")
     parser.add_argument("--mask-source", default=TrainConfig.mask_source)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--thin-hole-fill", type=int, default=None, metavar="K",
+                        help="score with the configuration's thin_hole_fill set to K (0: off)")
     parser.add_argument("--buckets", type=int, default=0, metavar="N",
                         help="also score per hole-ratio bucket, N masks per photo and bucket (0: off)")
     args = parser.parse_args()
@@ -45,7 +49,12 @@ def main() -> None:
                               config.seed + 1000 * (k + 1) + r) for r in range(args.buckets)]
                   for k, b in enumerate(BUCKETS)] if args.buckets else []
     for path in args.weights:
-        model = load_model(path).to(memory_format=torch.channels_last)
+        model = load_model(path)
+        if args.thin_hole_fill is not None:
+            state = model.state_dict()
+            model = PConvUNet(replace(model.config, thin_hole_fill=args.thin_hole_fill))
+            model.load_state_dict(state)
+        model = model.to(memory_format=torch.channels_last)
         metrics, _ = validate(model, val, cpu, precision, config.channels_last)
         line = f"{path}: val_psnr {metrics['val_psnr']:.3f}  val_ssim {metrics['val_ssim']:.5f}"
         if per_bucket:
