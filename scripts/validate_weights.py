@@ -18,9 +18,9 @@ from dataclasses import replace
 import torch
 
 from pconv.data import MaskSampler, ValDataset, list_images, scan_images, split_train_val
+from pconv.device import resolve_precision
 from pconv.masks import BUCKETS
 from pconv.model import PConvUNet
-from pconv.device import resolve_precision
 from pconv.train import TrainConfig, validate
 from pconv.weights import load_model
 

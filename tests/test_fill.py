@@ -110,8 +110,8 @@ def test_sparse_steps_equal_the_dense_stencil(shape, mask_channels, hole_fractio
     sparse = fl._relax_sparse(f, fixed, 7, biharmonic)
     torch.testing.assert_close(sparse, dense, atol=2e-6, rtol=0)
     assert torch.equal(sparse[~free], f[~free])
-    traced = fl._relax(f, fixed, 7)  # the dense path a traced graph runs
-    torch.testing.assert_close(fl._relax_biharmonic(traced, fixed, 7) if biharmonic else traced, dense,
+    stencil = fl._relax(f, fixed, 7)  # the dense path (a traced graph runs it as convolutions)
+    torch.testing.assert_close(fl._relax_biharmonic(stencil, fixed, 7) if biharmonic else stencil, dense,
                                atol=2e-6, rtol=0)
 
 
@@ -122,7 +122,7 @@ def test_dense_path_above_the_free_pixel_limit(monkeypatch):
     image, mask = torch.rand(1, 3, 32, 32), _holes(5, 1, 32)
     sparse = pull_push_fill(image, mask, biharmonic=True)
     monkeypatch.setattr(fl, "_MAX_FREE", 0)
-    assert fl._relax_sparse(image, mask < 0.5, 3, True) is None
+    assert fl._relax_sparse(image, mask > 0.5, 3, True) is None
     torch.testing.assert_close(pull_push_fill(image, mask, biharmonic=True), sparse, atol=2e-6, rtol=0)
 
 
