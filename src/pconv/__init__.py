@@ -10,8 +10,8 @@ import os as _os
 # How torch's OpenMP threads wait for each other decides inference speed. libgomp's default, a long
 # spin, made a 256² inpainting 100x slower beside a process holding one of two cores; sleeping at
 # once (OMP_WAIT_POLICY=PASSIVE, pconv's earlier default) made it 2.5x slower on a quiet machine,
-# where each of its thousands of small operations wakes the threads. A short spin is within 10 % of
-# the long one when quiet and within 2x of PASSIVE under load (BENCHMARKS.md, bench_inference).
+# where each of its thousands of small operations wakes the threads. A short spin is 6-16 % behind
+# the long one when quiet and 1.3-2.4x PASSIVE under load (BENCHMARKS.md, bench_inference).
 # Only a default: values the user set win. It must be set before torch is imported.
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "3000")
