@@ -4,8 +4,9 @@ In one run, per image size and hole kind: the Laplace fill and the fill with bih
 with sparse steps (the default: each pyramid level's steps as sparse matrix products over the free
 pixels) and with the dense stencil forced everywhere (what a traced graph runs). Holes:
 "blobs 5 %" (six ellipses, the inference benchmark's case), "strokes 25 %" and "specks 2 %"
-(isolated pixels), one image, batch 1; and a training batch (6 × 256², strokes 0.01-0.6).
-Repetitions are interleaved round-robin; min and median ms are printed.
+(isolated pixels), one image, batch 1; and a training batch (6 × 256², strokes 0.01-0.6). Last, one
+Laplacian of a 3×512² image as shifted slices (what eager mode runs) and as the depthwise
+convolution a traced graph runs. Repetitions are interleaved round-robin; min and median ms.
 
 Run: quiet-run .venv/bin/python benchmarks/bench_fill.py [--threads 1]
 """
@@ -103,6 +104,17 @@ def main() -> None:
         speed = min(t["biharmonic dense"]) / min(t["biharmonic"])
         print(f"{label:40s} | {cells} | biharmonic: sparse steps {speed:.2f}x, "
               f"cost vs Laplace {min(t['biharmonic']) / min(t['laplace']):.2f}x", flush=True)
+
+    f = torch.rand(1, 3, 512, 512)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(3, 1, 3, 3).contiguous()
+
+    def depthwise() -> None:
+        torch.nn.functional.conv2d(torch.nn.functional.pad(f, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+
+    t = _times({"slices": lambda: fill_module._stencil(f, -4.0, 1.0), "depthwise conv": depthwise}, args.seconds)
+    print("one 3×512² Laplacian | " + "  ".join(f"{k} {min(v) * 1e3:6.2f}/{statistics.median(v) * 1e3:6.2f}"
+                                               for k, v in t.items())
+          + f" | depthwise conv / slices {min(t['depthwise conv']) / min(t['slices']):.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ default configuration (strategy auto: original up to 2× the training size, crop
 auto). Each case runs in a fresh child process so its peak RSS (ru_maxrss, torch import included)
 is its own. Latency = median of several calls on in-memory arrays, after one warm-up call; the
 4000×3000 row "end to end" adds JPEG decode + encode through pconv.imageio. Also measured, at
-256² and 512²: fp32 vs bf16, onnxruntime (fp32, bare network), and OpenMP's wait policy (pconv's
-default, libgomp's long spin, PASSIVE, one thread) on a quiet machine and beside a process that keeps
-one core busy: it decides everything when another process shares the cores.
+256² and 512²: fp32 vs bf16, onnxruntime (fp32, bare network; and the time of its ONNX export), and
+OpenMP's wait policy (pconv's default, libgomp's long spin, PASSIVE, one thread) on a quiet machine
+and beside a process that keeps one core busy: it decides everything when another process shares
+the cores.
 Uses the shipped default weights when present, else the "cpu" configuration with random weights
 (timing does not depend on the weights; the output says which).
 """
@@ -93,7 +94,9 @@ def child(case: str, what: str) -> dict:
 
         model, _ = load_model()
         with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
             export_model(model, Path(tmp) / "m.onnx", "onnx", size=h)
+            out["export_s"] = time.perf_counter() - t0
             sess = ort.InferenceSession(str(Path(tmp) / "m.onnx"), providers=["CPUExecutionProvider"])
             x = (torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255).numpy()
             m = (~hole)[None, None].astype(np.float32)
@@ -162,7 +165,7 @@ def main() -> None:
         b16 = run_child(case, "pconv-bf16")
         try:
             ort = run_child(case, "ort")
-            ort_txt = f"onnxruntime fp32 {ort['s'] * 1000:.1f} ms"
+            ort_txt = f"onnxruntime fp32 {ort['s'] * 1000:.1f} ms (ONNX export {ort['export_s']:.0f} s)"
         except SystemExit as exc:
             ort_txt = f"onnxruntime: not measured ({str(exc).splitlines()[0]})"
         print(f"{case:>10}: Inpainter fp32 {f32['s'] * 1000:.1f} ms, bf16 {b16['s'] * 1000:.1f} ms "
@@ -173,8 +176,9 @@ def main() -> None:
     # spin-wait for each other at every op. Rows: pconv's default (a short spin, then sleep),
     # libgomp's own default (a long spin), PASSIVE (sleep at once) and one thread; on a quiet
     # machine and beside a process that keeps one core busy.
-    policies = {"pconv default": {}, "spin (libgomp default)": {"GOMP_SPINCOUNT": "300000"},
-                "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}, "1 thread": {"OMP_NUM_THREADS": "1"}}
+    unset = {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "", "OMP_NUM_THREADS": ""}  # whatever the caller's shell set
+    policies = {"pconv default": unset, "spin (libgomp default)": {**unset, "GOMP_SPINCOUNT": "300000"},
+                "PASSIVE": {**unset, "OMP_WAIT_POLICY": "PASSIVE"}, "1 thread": {**unset, "OMP_NUM_THREADS": "1"}}
     for busy in (False, True):
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:

@@ -10,7 +10,6 @@ the same fills as the fp32 weights on the bundled example (max abs difference pr
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 from PIL import Image
 
 from pconv.masks import read_mask_file
-from pconv.model import PConvUNet
 from pconv.weights import load_model, save_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "pconv" / "assets"
@@ -30,12 +28,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="free text stored in the file's metadata")
     ap.add_argument("--thin-hole-fill", type=int, default=None, help="set the configuration's thin_hole_fill")
     args = ap.parse_args()
-    model = load_model(args.weights)
-    if args.thin_hole_fill is not None:
-        gated = PConvUNet(replace(model.config, thin_hole_fill=args.thin_hole_fill)).eval()
-        gated.load_state_dict(model.state_dict())
-        gated.weights_metadata = model.weights_metadata
-        model = gated
+    overrides = None if args.thin_hole_fill is None else {"thin_hole_fill": args.thin_hole_fill}
+    model = load_model(args.weights, overrides=overrides)
     meta = {k.removeprefix("pconv."): v for k, v in model.weights_metadata.items()
             if k.startswith("pconv.") and k != "pconv.config"}
     meta.update({"source": args.weights.name, "note": args.note, "dtype": "float16"})

@@ -13,14 +13,12 @@ change moves small holes against large ones, without looking at the evaluation s
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 import torch
 
 from pconv.data import MaskSampler, ValDataset, list_images, scan_images, split_train_val
 from pconv.device import resolve_precision
 from pconv.masks import BUCKETS
-from pconv.model import PConvUNet
 from pconv.train import TrainConfig, validate
 from pconv.weights import load_model
 
@@ -49,12 +47,8 @@ def main() -> None:
                               config.seed + 1000 * (k + 1) + r) for r in range(args.buckets)]
                   for k, b in enumerate(BUCKETS)] if args.buckets else []
     for path in args.weights:
-        model = load_model(path)
-        if args.thin_hole_fill is not None:
-            state = model.state_dict()
-            model = PConvUNet(replace(model.config, thin_hole_fill=args.thin_hole_fill))
-            model.load_state_dict(state)
-        model = model.to(memory_format=torch.channels_last)
+        overrides = None if args.thin_hole_fill is None else {"thin_hole_fill": args.thin_hole_fill}
+        model = load_model(path, overrides=overrides).to(memory_format=torch.channels_last)
         metrics, _ = validate(model, val, cpu, precision, config.channels_last)
         line = f"{path}: val_psnr {metrics['val_psnr']:.3f}  val_ssim {metrics['val_ssim']:.5f}"
         if per_bucket:

@@ -498,6 +498,25 @@ def test_save_load_round_trip_fp16_close(tmp_path):
         torch.testing.assert_close(loaded(image, mask), model(image, mask), rtol=1e-2, atol=1e-2)
 
 
+def test_load_model_overrides_parameter_free_options_and_refuses_the_rest(tmp_path):
+    """load_model(..., overrides=) changes a stored option that has no tensors (the thin-hole gate),
+    and turns an unknown field or a field that changes the tensors into a clear error."""
+    from dataclasses import replace
+
+    model = seeded_model(replace(TINY, head_channels=4, fill_residual=True), seed=2).eval()
+    path = save_weights(model, tmp_path / "fill.safetensors")
+    gated = load_model(path, overrides={"thin_hole_fill": 3})
+    assert gated.config == replace(model.config, thin_hole_fill=3)
+    for k, v in model.state_dict().items():
+        assert torch.equal(gated.state_dict()[k], v), k
+    with pytest.raises(PConvError, match="unknown model configuration fields"):
+        load_model(path, overrides={"thin_holes": 3})
+    with pytest.raises(PConvError, match="odd width >= 3"):
+        load_model(path, overrides={"thin_hole_fill": 4})
+    with pytest.raises(PConvError, match="does not fit"):
+        load_model(path, overrides={"head_channels": 8})
+
+
 def test_load_model_bad_content_is_pconv_error(tmp_path):
     from safetensors.torch import save_file
 

@@ -163,12 +163,17 @@ def ssim_loss(comp: Tensor, gt: Tensor, window: int = 7, data_range: float = 1.0
     return 1.0 - s.mean()
 
 
+def _hole_squared_error(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """Σ over each image of (1−M)⊙(I_out − I_gt)², shape (B,), in float32."""
+    se = (output.float() - gt.float()).pow(2)
+    if mask.shape[1] == 1:  # one mask for all channels: sum the channels first
+        se = se.sum(1, keepdim=True)
+    return (se * (1.0 - mask.float())).flatten(1).sum(1)
+
+
 def hole_mse_loss(output: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     """Σ((1−M)⊙(I_out − I_gt)²) / N_{I_gt}: L_hole with squares instead of absolute values."""
-    se = (output - gt).pow(2)
-    if mask.shape[1] == 1:
-        se = se.sum(1, keepdim=True)
-    return (se * (1.0 - mask)).sum() / float(gt.numel())
+    return _hole_squared_error(output, gt, mask).sum() / float(gt.numel())
 
 
 def psnr_loss(output: Tensor, gt: Tensor, mask: Tensor, floor: float = 1e-5) -> Tensor:
@@ -178,8 +183,7 @@ def psnr_loss(output: Tensor, gt: Tensor, mask: Tensor, floor: float = 1e-5) -> 
     Its gradient weighs each image by 1/MSE_i, so a dB gained on a small hole counts as much as a
     dB on a large one; a size-averaged error lets the large holes' errors dominate the batch.
     ``floor`` caps that weight (at 50 dB: a near-perfect tiny hole does not take over the batch)."""
-    se = (output.float() - gt.float()).pow(2) * (1.0 - mask.float())
-    mse = se.flatten(1).sum(1) / float(gt[0].numel())
+    mse = _hole_squared_error(output, gt, mask) / float(gt[0].numel())
     return 10.0 * torch.log10(mse + floor).mean()
 
 

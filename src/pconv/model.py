@@ -17,7 +17,8 @@ Optional residual over a smooth fill (``fill_residual``, configuration "cpu-fill
 :func:`pconv.fill.pull_push_fill` of the input plus the network's output, and the head also sees
 that fill. The fill, like a partial convolution, never reads a hole pixel. With ``fill_biharmonic``
 (configuration "cpu-fill-bh", the shipped model) the fill adds biharmonic steps, which carry
-gradients across thin holes.
+gradients across thin holes, and with ``thin_hole_fill`` hole parts narrower than a few pixels keep
+the fill alone.
 
 Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
 (B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.

@@ -129,11 +129,17 @@ def _config_from_meta(meta: Mapping[str, str], state: Mapping[str, torch.Tensor]
     raise PConvError("the weights carry no pconv.config metadata and match no named configuration")
 
 
-def load_model(path: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu") -> PConvUNet:
-    """Build the model a weights file describes, in eval mode, as float32. ``None``: the shipped default."""
+def load_model(path: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu",
+               overrides: Optional[Mapping[str, object]] = None) -> PConvUNet:
+    """Build the model a weights file describes, in eval mode, as float32. ``None``: the shipped default.
+
+    ``overrides``: configuration fields to change from the stored ones, for the parameter-free options
+    (e.g. ``{"thin_hole_fill": 5}``); a field that changes the tensors makes the file not fit."""
     path = default_weights_path() if path is None else Path(path)
     state, meta = load_weights(path)
     config = _config_from_meta(meta, state)
+    if overrides:
+        config = PConvUNetConfig.from_dict({**config.to_dict(), **overrides})
     model = PConvUNet(config)
     state = {k: v.to(model.state_dict()[k].dtype) if k in model.state_dict() else v for k, v in state.items()}
     try:
