@@ -4,6 +4,7 @@ Layer case (issue 2): multi-channel mask, 3×3, 128→128 channels, 128×128, ba
   plain      nn.Conv2d on input ⊙ mask (the floor a partial conv cannot beat)
   ours       pconv.PartialConv2d (box sum of the channel-summed mask; check_mask=False as in the U-Net)
   reference  NVIDIA-style: the mask convolved with an all-ones out×in×k×k kernel on every call
+  fused      (--fused) ours with pconv.fused's opt-in CPU kernels
 for fp32 and bf16 autocast, NCHW and channels_last; forward alone (inference, no_grad) and
 forward+backward (input and weights require grad). Repetitions are interleaved round-robin across
 the three so that drift of the machine hits them alike; min and median are reported, ratios of the
@@ -12,7 +13,7 @@ mins first (the min is the least disturbed by other processes on a shared machin
 Then the PConv U-Net forward time (batch 1, no_grad) at 256² and 512² for each shipped configuration,
 fp32 NCHW against bf16 autocast + channels_last.
 
-Run: quiet-run .venv/bin/python benchmarks/bench_layers.py [--threads N]   (--quick for a smoke run)
+Run: quiet-run .venv/bin/python benchmarks/bench_layers.py [--fused] [--threads N]   (--quick for a smoke run)
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def _times(
     return {k: (min(v), statistics.median(v)) for k, v in times.items()}
 
 
-def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_seconds: float) -> List[dict]:
+def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_seconds: float,
+                 with_fused: bool = False) -> List[dict]:
     torch.manual_seed(0)
     x0 = torch.randn(batch, channels, size, size)
     mask0 = (torch.rand(batch, channels, size, size) > 0.25).float()
@@ -81,7 +83,7 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
     ours.load_state_dict(plain.state_dict())
     ref.load_state_dict(plain.state_dict())
 
-    # Sanity: ours and the reference formulation agree.
+    # Sanity: ours and the reference formulation agree (the fused kernels' own check is in tests/).
     with torch.no_grad():
         a, ma = ours(x0, mask0)
         b, mb = ref(x0, mask0)
@@ -94,6 +96,17 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
         "ours": lambda x, m: ours(x, m)[0],
         "reference": lambda x, m: ref(x, m)[0],
     }
+    if with_fused:
+        from pconv.fused import use_fused_cpu_kernels
+
+        def ours_fused(x: Tensor, m: Tensor) -> Tensor:
+            use_fused_cpu_kernels(True)  # loaded once; switching is a flag
+            try:
+                return ours(x, m)[0]
+            finally:
+                use_fused_cpu_kernels(False)
+
+        impls["fused"] = ours_fused
     rows = []
     for dtype_name in ("fp32", "bf16"):
         for fmt_name, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
@@ -134,6 +147,8 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
                     f"{dtype_name:4s} {fmt_name:13s} {label:13s} | min/median ms: "
                     + "  ".join(f"{k} {t[k][0]*1e3:7.1f}/{t[k][1]*1e3:7.1f}" for k in impls)
                     + f" | ours/plain {t['ours'][0]/t['plain'][0]:.3f} ({t['ours'][1]/t['plain'][1]:.3f})"
+                    + (f"  fused/plain {t['fused'][0]/t['plain'][0]:.3f} ({t['fused'][1]/t['plain'][1]:.3f})"
+                       if with_fused else "")
                     + f"  ref/ours {t['reference'][0]/t['ours'][0]:.2f} ({t['reference'][1]/t['ours'][1]:.2f})",
                     flush=True,
                 )
@@ -142,7 +157,8 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
 
 def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: float) -> None:
     """Where PartialConv2d's extra time goes, bf16 + channels_last forward+backward, side by side:
-    plain conv, + the mask update (computed, unused), + the rescale without bias, the whole layer."""
+    plain conv, + the mask update (computed, unused), + the rescale without bias, the passes Eq. 1
+    needs and nothing else (the floor with separate PyTorch ops), the whole layer."""
     from pconv.layers import mask_update
 
     torch.manual_seed(0)
@@ -182,11 +198,32 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
     def conv_no_bias(x: Tensor) -> Tensor:
         return F.conv2d(x * mask, plain.weight, None, 1, 1)
 
+    new_mask_row = mask_update(mask, channels, k, (1, 1), (1, 1), (1, 1))[1].to(torch.bfloat16).reshape(1, -1)
+
+    class RequiredPasses(torch.autograd.Function):
+        """Eq. 1's passes beyond a plain conv when the scale differs at every pixel (as here), each
+        one PyTorch op: rescale + bias in place (forward); gradient × scale and the masked bias
+        gradient (backward). Nothing else: the eager-PyTorch floor of a partial convolution."""
+
+        @staticmethod
+        def forward(ctx, raw: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+            ctx.mark_dirty(raw)
+            return torch.addcmul(bias.view(1, -1, 1, 1), raw, scale_bf16, out=raw)
+
+        @staticmethod
+        def backward(ctx, grad: Tensor):  # type: ignore[override]
+            rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
+            return grad * scale_bf16, (new_mask_row @ rows).view(-1)
+
+    def required_passes(x: Tensor) -> Tensor:
+        mask.sum(dim=1, keepdim=True, dtype=torch.float32)  # the valid-channel count (window sums: small)
+        return RequiredPasses.apply(conv_no_bias(x), plain.bias.to(torch.bfloat16))
+
     variants = {"plain conv": lambda x: plain(x * mask), "conv without bias": conv_no_bias,
                 "+ one pass in forward": lambda x: OnePass.apply(conv_no_bias(x), True),
                 "+ one pass in backward": lambda x: OnePass.apply(conv_no_bias(x), False),
                 "+ mask update": with_update, "+ rescale (no bias)": rescaled_no_bias,
-                "PartialConv2d": lambda x: ours(x, mask)[0]}
+                "required passes only": required_passes, "PartialConv2d": lambda x: ours(x, mask)[0]}
 
     def step(f: Callable) -> Callable[[], None]:
         def run() -> None:
@@ -197,9 +234,10 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
         return run
 
     t = _times({k: step(f) for k, f in variants.items()}, min_reps, min_seconds, warmup=2)
-    base = t["plain conv"][1]
-    print("ablation, bf16 channels_last fwd+bwd, median ms: "
-          + "  ".join(f"{k} {v[1]*1e3:.1f} (+{(v[1]-base)*1e3:.1f})" for k, v in t.items()), flush=True)
+    base = t["plain conv"]
+    print("ablation, bf16 channels_last fwd+bwd, median ms (×plain by min/median): "
+          + "  ".join(f"{k} {v[1]*1e3:.1f} ({v[0]/base[0]:.3f}/{v[1]/base[1]:.3f})" for k, v in t.items()),
+          flush=True)
 
 
 def bench_unet(sizes: List[int], min_reps: int, min_seconds: float) -> None:
@@ -236,6 +274,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repetition: a smoke run, not figures")
     ap.add_argument("--skip-unet", action="store_true")
+    ap.add_argument("--fused", action="store_true",
+                    help="also time PartialConv2d with pconv.fused's opt-in CPU kernels (compiled on first use)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0: torch's default). On a shared 2-core machine, 1 thread avoids "
                     "OpenMP barrier waits on a core another process holds, which inflate every op")
@@ -252,13 +292,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, {platform.processor() or platform.machine()}")
     if args.quick:
-        bench_layers(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
+        bench_layers(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0, with_fused=args.fused)
         ablation(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
         if not args.skip_unet:
             bench_unet([256], min_reps=1, min_seconds=0.0)
         return
     print("PartialConv2d: multi-channel mask, 3×3, 128→128 channels, 128×128, batch 6 (median ms)")
-    bench_layers(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
+    bench_layers(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0, with_fused=args.fused)
     ablation(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
     if not args.skip_unet:
         bench_unet([256, 512], min_reps=3, min_seconds=2.0)

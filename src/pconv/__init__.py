@@ -18,6 +18,7 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from pconv.errors import PConvError
 from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
+from pconv.fused import fused_cpu_kernels_unavailable, use_fused_cpu_kernels
 from pconv.fill import pull_push_fill
 from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
 from pconv.losses import InpaintingLoss, LossWeights
@@ -32,6 +33,7 @@ __all__ = [
     "PartialConv2d",
     "partial_conv2d",
     "partial_conv2d_cat",
+    "use_fused_cpu_kernels", "fused_cpu_kernels_unavailable",
     "pull_push_fill",
     "PConvUNet",
     "PConvUNetConfig",

@@ -13,7 +13,9 @@ never a second C_out×C_in convolution as in the reference code. Mask arithmetic
 without autograd (it is piecewise constant) and outside autocast, so bf16 cannot round the counts.
 The rescaling works in place on the convolution's output (no full-size temporaries) and, with a
 bias, through a small autograd Function whose backward is one multiply plus one matrix-vector
-product for the bias gradient (plain ops are used while tracing for export).
+product for the bias gradient (plain ops are used while tracing for export). With the opt-in
+fused CPU kernels (:mod:`pconv.fused`) the masking, channel count and cast, and the backward's
+multiply and bias gradient, each take one pass for channels_last inputs with per-channel masks.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from pconv import fused
 from pconv.errors import PConvError
 
 __all__ = ["partial_conv2d", "partial_conv2d_cat", "mask_update", "check_binary_mask", "PartialConv2d"]
@@ -147,9 +150,62 @@ def partial_conv2d(
             )
         if mask.shape[0] != x.shape[0]:
             mask = mask.expand(x.shape[0], -1, -1, -1)
+        fused_masking = _fused_masking(x, mask)
+        if fused_masking is not None:
+            x_masked, channel_sum = fused_masking
+            scale, new_mask = _window_scale(channel_sum, in_channels, (weight.shape[2], weight.shape[3]), stride,
+                                            padding, dilation)
+            return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
         x_masked = _apply_mask(x, mask)
     scale, new_mask = mask_update(mask, in_channels, (weight.shape[2], weight.shape[3]), stride, padding, dilation)
     return _rescaled_conv(x_masked, scale, new_mask, weight, bias, stride, padding, dilation), new_mask
+
+
+def _fused_masking(x: Tensor, mask: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """``(x ⊙ mask in the convolution's dtype, valid-channel count)`` in one pass with the opt-in fused
+    CPU kernels (:mod:`pconv.fused`), or None where they are off or do not apply: they take
+    channels_last float32 inputs with a float32 per-channel mask, in float32 or under bf16 autocast."""
+    if fused.active() is None or x.device.type != "cpu" or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return None
+    if x.dtype != torch.float32 or mask.dtype != torch.float32 or mask.shape != x.shape or mask.requires_grad \
+            or not (_is_channels_last(x) and _is_channels_last(mask)):
+        return None
+    autocast = torch.is_autocast_enabled("cpu")
+    if autocast and torch.get_autocast_dtype("cpu") != torch.bfloat16:
+        return None
+    return _FusedMaskCount.apply(x, mask, autocast)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """A channels_last (B, C, H, W) tensor as its (B·H·W, C) matrix of pixel rows (a view)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _from_rows(rows: Tensor, like: Tensor) -> Tensor:
+    """Inverse of :func:`_rows`: the channels_last tensor of ``like``'s shape."""
+    b, c, h, w = like.shape
+    return rows.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class _FusedMaskCount(torch.autograd.Function):
+    """Forward: ``x ⊙ mask`` (bf16 under autocast) and the per-pixel valid-channel count, one pass.
+    Backward: the input's gradient, ``float32(grad) ⊙ mask``, one pass."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mask: Tensor, bf16: bool) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
+        kernels = fused.active()
+        masked, count = kernels.mask_count(_rows(x), _rows(mask), bf16)
+        ctx.kernels = kernels
+        ctx.save_for_backward(mask)
+        ctx.mark_non_differentiable(count)
+        return _from_rows(masked, x), count.view(x.shape[0], 1, x.shape[2], x.shape[3])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _count_grad: Optional[Tensor]):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        if _is_channels_last(grad) and grad.dtype in (torch.float32, torch.bfloat16):
+            return _from_rows(ctx.kernels.mask_grad(_rows(grad), _rows(mask)), grad), None, None
+        return grad.float() * mask, None, None
 
 
 def partial_conv2d_cat(
@@ -255,6 +311,14 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         scale, new_mask = ctx.saved_tensors
+        kernels = fused.active()
+        if kernels is not None and ctx.needs_input_grad[0] and ctx.needs_input_grad[3] \
+                and _is_channels_last(grad) and grad.dtype in (torch.float32, torch.bfloat16):
+            # One pass over the gradient instead of two (opt-in, pconv.fused); scale holds the
+            # forward's rounded values, so grad_raw equals the product below.
+            grad_raw, grad_bias = kernels.scale_grad(_rows(grad), scale.reshape(-1).float(),
+                                                     new_mask.reshape(-1).float())
+            return _from_rows(grad_raw, grad), None, None, grad_bias.to(grad.dtype)
         grad_raw = grad * scale if ctx.needs_input_grad[0] else None
         grad_bias = _masked_channel_sum(grad, new_mask) if ctx.needs_input_grad[3] else None
         return grad_raw, None, None, grad_bias
@@ -280,7 +344,7 @@ def _masked_channel_sum(t: Tensor, mask: Tensor) -> Tensor:
     if _is_channels_last(t):
         # mask_row @ (B·H·W, C): a vector-matrix product reading t row by row (2.4x faster here
         # than the equivalent mv on the transposed view, which reads it column by column).
-        return (mask.reshape(1, -1) @ t.permute(0, 2, 3, 1).reshape(-1, c)).view(c)
+        return (mask.reshape(1, -1) @ _rows(t)).view(c)
     if t.is_contiguous():
         return torch.bmm(t.view(b, c, h * w), mask.reshape(b, h * w, 1)).sum(0).view(c)
     return (t * mask).sum((0, 2, 3))

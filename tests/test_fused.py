@@ -1,0 +1,169 @@
+"""The opt-in fused CPU kernels (pconv.fused): each kernel against the PyTorch ops it replaces, the layer
+with them against the layer without them and against the naive reference, and the errors where they
+cannot run. The kernels compile once per machine (tens of seconds, then torch's extension cache)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pconv.fused as fused
+from pconv import PConvError, PartialConv2d, fused_cpu_kernels_unavailable, use_fused_cpu_kernels
+from test_layers import reference_pconv
+
+REASON = fused_cpu_kernels_unavailable()
+needs_kernels = pytest.mark.skipif(REASON is not None, reason=f"fused CPU kernels unavailable: {REASON}")
+CL = torch.channels_last
+
+
+@pytest.fixture
+def kernels():
+    """The compiled kernels, switched on for the test and off again after it."""
+    previous = use_fused_cpu_kernels(True)
+    yield fused.active()
+    use_fused_cpu_kernels(previous)
+
+
+def rows(c: int, p: int = 300, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(p, c, generator=gen) * 3
+    m = (torch.rand(p, c, generator=gen) > 0.4).float()
+    return x, m
+
+
+@needs_kernels
+@pytest.mark.parametrize("c", [16, 40, 7, 128])  # whole vectors, a tail, only a tail
+def test_kernels_equal_the_ops_they_replace(kernels, c):
+    x, m = rows(c)
+    for bf16 in (False, True):
+        masked, count = kernels.mask_count(x, m, bf16)
+        expected = x * m
+        assert torch.equal(masked, expected.bfloat16() if bf16 else expected)  # bf16: same rounding
+        assert torch.equal(count, m.sum(1))
+    for g in (x, x.bfloat16()):
+        assert torch.equal(kernels.mask_grad(g, m), g.float() * m)
+        scale = torch.rand(x.shape[0]) * 3
+        weight = (torch.rand(x.shape[0]) > 0.2).float()
+        scaled, bias_grad = kernels.scale_grad(g, scale, weight)
+        assert scaled.dtype == g.dtype and torch.equal(scaled, (g.float() * scale[:, None]).to(g.dtype))
+        torch.testing.assert_close(bias_grad, (g.float() * weight[:, None]).sum(0), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
+def test_kernels_reject_wrong_shapes(kernels):
+    x, m = rows(16)
+    with pytest.raises(RuntimeError, match="one shape"):
+        kernels.mask_count(x, m[:, :8].contiguous(), False)
+    with pytest.raises(RuntimeError, match="one value per row"):
+        kernels.scale_grad(x, torch.ones(5), torch.ones(x.shape[0]))
+
+
+def layer_step(layer, x0, mask, grad, autocast):
+    layer.zero_grad(set_to_none=True)
+    x = x0.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, new_mask = layer(x, mask)
+    out.backward(grad.to(out.dtype))
+    bias_grad = layer.bias.grad if layer.bias is not None else None
+    return out, new_mask, x.grad, layer.weight.grad, bias_grad
+
+
+@needs_kernels
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("cin,cout,stride,bias", [(32, 24, 1, True), (20, 8, 2, True), (16, 16, 1, False)])
+def test_layer_with_kernels_equals_layer_without(kernels, autocast, cin, cout, stride, bias):
+    gen = torch.Generator().manual_seed(cin + stride)
+    layer = PartialConv2d(cin, cout, 3, stride=stride, padding=1, bias=bias).to(memory_format=CL)
+    x = torch.randn(2, cin, 19, 21, generator=gen).contiguous(memory_format=CL)
+    mask = (torch.rand(2, cin, 19, 21, generator=gen) > 0.3).float()
+    mask[:, :, 4:12, 5:15] = 0  # a hole wider than the kernel: some outputs have no valid input
+    mask = mask.contiguous(memory_format=CL)
+    h, w = (19 - 1) // stride + 1, (21 - 1) // stride + 1
+    grad = torch.randn(2, cout, h, w, generator=gen).contiguous(memory_format=CL)
+
+    originals = {name: getattr(kernels, name) for name in ("mask_count", "mask_grad", "scale_grad")}
+    calls = dict.fromkeys(originals, 0)
+
+    def spy(name):  # count the kernel calls: the fused path ran
+        def call(*args):
+            calls[name] += 1
+            return originals[name](*args)
+        return call
+
+    for name in originals:
+        setattr(kernels, name, spy(name))
+    try:
+        with_kernels = layer_step(layer, x, mask, grad, autocast)
+    finally:
+        for name, fn in originals.items():
+            setattr(kernels, name, fn)
+    assert calls == {"mask_count": 1, "mask_grad": 1, "scale_grad": int(bias)}
+    use_fused_cpu_kernels(False)
+    without = layer_step(layer, x, mask, grad, autocast)
+
+    for a, b in zip(with_kernels[:4], without[:4]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    if bias:  # summed in another order
+        torch.testing.assert_close(with_kernels[4], without[4], rtol=1e-5, atol=1e-4)
+    if not autocast:
+        ref, ref_mask = reference_pconv(x, mask, layer.weight, layer.bias, stride, 1, 1)
+        torch.testing.assert_close(with_kernels[0].double(), ref, rtol=1e-5, atol=1e-5)
+        assert torch.equal(with_kernels[1].expand_as(ref_mask).double(), ref_mask)
+
+
+@needs_kernels
+def test_layer_falls_back_where_the_kernels_do_not_apply(kernels):
+    """An NCHW input, a one-channel mask, a float64 input: the PyTorch path, same result, no kernel call."""
+    x = torch.randn(1, 16, 9, 9)
+    cases = [(x, (torch.rand(1, 16, 9, 9) > 0.3).float()),
+             (x.contiguous(memory_format=CL), (torch.rand(1, 1, 9, 9) > 0.3).float()),
+             (x.double().contiguous(memory_format=CL), (torch.rand(1, 16, 9, 9) > 0.3).double().contiguous(memory_format=CL))]
+    original = kernels.mask_count
+
+    def fail(*args):
+        raise AssertionError("the fused masking ran on an input it does not take")
+
+    for xi, mi in cases:
+        layer = PartialConv2d(16, 8, 3, padding=1).to(xi.dtype)
+        kernels.mask_count = fail
+        try:
+            with torch.no_grad():
+                on = layer(xi, mi)[0]
+        finally:
+            kernels.mask_count = original
+        use_fused_cpu_kernels(False)
+        with torch.no_grad():
+            off = layer(xi, mi)[0]
+        use_fused_cpu_kernels(True)
+        assert torch.equal(on, off)
+
+
+def test_enabling_where_they_cannot_run_names_the_reason(monkeypatch):
+    monkeypatch.setattr(fused, "_module", None)
+    monkeypatch.setattr(fused, "fused_cpu_kernels_unavailable", lambda: "this CPU lacks avx512_bf16 (...)")
+    with pytest.raises(PConvError, match="cannot run here: this CPU lacks avx512_bf16.*default PyTorch kernels"):
+        use_fused_cpu_kernels(True)
+    assert fused.active() is None  # still off: the layer keeps working
+    assert use_fused_cpu_kernels(False) is False
+
+
+def test_a_failed_compile_is_a_clear_error(monkeypatch):
+    import torch.utils.cpp_extension as ext
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error building extension 'pconv_fused_cpu'\ng++: fatal error: killed")
+
+    monkeypatch.setattr(fused, "_module", None)
+    monkeypatch.setattr(fused, "fused_cpu_kernels_unavailable", lambda: None)
+    monkeypatch.setattr(ext, "load", broken)
+    with pytest.raises(PConvError, match="could not compile .*g\\+\\+: fatal error: killed"):
+        use_fused_cpu_kernels(True)
+    assert fused.active() is None
+
+
+def test_switch_returns_the_previous_setting(monkeypatch):
+    monkeypatch.setattr(fused, "_load", lambda: None)  # no compile needed to test the switch
+    monkeypatch.setattr(fused, "_enabled", False)
+    assert use_fused_cpu_kernels(True) is False
+    assert use_fused_cpu_kernels(True) is True
+    assert use_fused_cpu_kernels(False) is True
+    assert use_fused_cpu_kernels(False) is False
