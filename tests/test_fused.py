@@ -49,12 +49,35 @@ def test_kernels_equal_the_ops_they_replace(kernels, c):
 
 
 @needs_kernels
+@pytest.mark.parametrize("p", [64, 37, 1030])  # whole vectors, a tail, more than one pixel block
+def test_planes_kernels_equal_the_ops_they_replace(kernels, p):
+    gen = torch.Generator().manual_seed(p)
+    x = torch.randn(2, 5, p, generator=gen) * 3
+    m = (torch.rand(2, 5, p, generator=gen) > 0.4).float()
+    for bf16 in (False, True):
+        masked, count = kernels.mask_count_planes(x, m, bf16)
+        expected = x * m
+        assert torch.equal(masked, expected.bfloat16() if bf16 else expected)
+        assert torch.equal(count, m.sum(1))
+    for g in (x, x.bfloat16()):
+        scale = torch.rand(2, p, generator=gen) * 3
+        weight = (torch.rand(2, p, generator=gen) > 0.2).float()
+        scaled, bias_grad = kernels.scale_grad_planes(g, scale, weight)
+        assert scaled.dtype == g.dtype and torch.equal(scaled, (g.float() * scale[:, None]).to(g.dtype))
+        torch.testing.assert_close(bias_grad, (g.float() * weight[:, None]).sum((0, 2)), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
 def test_kernels_reject_wrong_shapes(kernels):
     x, m = rows(16)
     with pytest.raises(RuntimeError, match="one shape"):
         kernels.mask_count(x, m[:, :8].contiguous(), False)
     with pytest.raises(RuntimeError, match="one value per row"):
         kernels.scale_grad(x, torch.ones(5), torch.ones(x.shape[0]))
+    with pytest.raises(RuntimeError, match="one value per pixel"):
+        kernels.scale_grad_planes(x[None], torch.ones(5), torch.ones(5))
+    with pytest.raises(RuntimeError, match="contiguous"):
+        kernels.mask_grad(x.t(), m.t())
 
 
 def layer_step(layer, x0, mask, grad, autocast):
@@ -68,19 +91,22 @@ def layer_step(layer, x0, mask, grad, autocast):
 
 
 @needs_kernels
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format], ids=["channels_last", "NCHW"])
 @pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("cin,cout,stride,bias", [(32, 24, 1, True), (20, 8, 2, True), (16, 16, 1, False)])
-def test_layer_with_kernels_equals_layer_without(kernels, autocast, cin, cout, stride, bias):
+def test_layer_with_kernels_equals_layer_without(kernels, fmt, autocast, cin, cout, stride, bias):
     gen = torch.Generator().manual_seed(cin + stride)
-    layer = PartialConv2d(cin, cout, 3, stride=stride, padding=1, bias=bias).to(memory_format=CL)
-    x = torch.randn(2, cin, 19, 21, generator=gen).contiguous(memory_format=CL)
+    layer = PartialConv2d(cin, cout, 3, stride=stride, padding=1, bias=bias).to(memory_format=fmt)
+    x = torch.randn(2, cin, 19, 21, generator=gen).contiguous(memory_format=fmt)
     mask = (torch.rand(2, cin, 19, 21, generator=gen) > 0.3).float()
     mask[:, :, 4:12, 5:15] = 0  # a hole wider than the kernel: some outputs have no valid input
-    mask = mask.contiguous(memory_format=CL)
+    mask = mask.contiguous(memory_format=fmt)
     h, w = (19 - 1) // stride + 1, (21 - 1) // stride + 1
-    grad = torch.randn(2, cout, h, w, generator=gen).contiguous(memory_format=CL)
+    grad = torch.randn(2, cout, h, w, generator=gen).contiguous(memory_format=fmt)
 
-    originals = {name: getattr(kernels, name) for name in ("mask_count", "mask_grad", "scale_grad")}
+    suffix = "" if fmt == CL else "_planes"
+    names = ("mask_count" + suffix, "mask_grad", "scale_grad" + suffix)
+    originals = {name: getattr(kernels, name) for name in names}
     calls = dict.fromkeys(originals, 0)
 
     def spy(name):  # count the kernel calls: the fused path ran
@@ -96,14 +122,24 @@ def test_layer_with_kernels_equals_layer_without(kernels, autocast, cin, cout, s
     finally:
         for name, fn in originals.items():
             setattr(kernels, name, fn)
-    assert calls == {"mask_count": 1, "mask_grad": 1, "scale_grad": int(bias)}
+    assert calls == {names[0]: 1, names[1]: 1, names[2]: int(bias)}
     use_fused_cpu_kernels(False)
     without = layer_step(layer, x, mask, grad, autocast)
 
     for a, b in zip(with_kernels[:4], without[:4]):
         assert a.dtype == b.dtype and torch.equal(a, b)
-    if bias:  # summed in another order
-        torch.testing.assert_close(with_kernels[4], without[4], rtol=1e-5, atol=1e-4)
+    if bias:  # summed in another order: compare both with the exact sum of grad · m'
+        grad_in = grad.to(with_kernels[0].dtype)  # what backward() received
+        exact = (grad_in.double() * with_kernels[1].double()).sum((0, 2, 3))
+        if autocast:  # the bias gradient is bf16: within one bf16 step (2**-7 relative) of the exact sum
+            exact = exact.to(torch.bfloat16).double()
+        tol = dict(rtol=2**-7, atol=1e-3) if autocast else dict(rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(with_kernels[4].double(), exact, **tol)
+        if autocast:  # the PyTorch path rounds each image's sum to bf16 before adding them up (NCHW)
+            per_image = (grad_in.double() * with_kernels[1].double()).sum((2, 3)).abs().sum(0)
+            assert ((without[4].double() - exact).abs() <= (per_image + exact.abs()) * 2**-8 + 1e-6).all()
+        else:
+            torch.testing.assert_close(without[4].double(), exact, rtol=3e-5, atol=3e-4)
     if not autocast:
         ref, ref_mask = reference_pconv(x, mask, layer.weight, layer.bias, stride, 1, 1)
         torch.testing.assert_close(with_kernels[0].double(), ref, rtol=1e-5, atol=1e-5)
@@ -112,24 +148,27 @@ def test_layer_with_kernels_equals_layer_without(kernels, autocast, cin, cout, s
 
 @needs_kernels
 def test_layer_falls_back_where_the_kernels_do_not_apply(kernels):
-    """An NCHW input, a one-channel mask, a float64 input: the PyTorch path, same result, no kernel call."""
+    """Input and mask in different layouts, a one-channel mask, a float64 input: the PyTorch path, same
+    result, no kernel call."""
     x = torch.randn(1, 16, 9, 9)
-    cases = [(x, (torch.rand(1, 16, 9, 9) > 0.3).float()),
+    cases = [(x, (torch.rand(1, 16, 9, 9) > 0.3).float().contiguous(memory_format=CL)),
              (x.contiguous(memory_format=CL), (torch.rand(1, 1, 9, 9) > 0.3).float()),
              (x.double().contiguous(memory_format=CL), (torch.rand(1, 16, 9, 9) > 0.3).double().contiguous(memory_format=CL))]
-    original = kernels.mask_count
+    originals = {name: getattr(kernels, name) for name in ("mask_count", "mask_count_planes")}
 
     def fail(*args):
         raise AssertionError("the fused masking ran on an input it does not take")
 
     for xi, mi in cases:
         layer = PartialConv2d(16, 8, 3, padding=1).to(xi.dtype)
-        kernels.mask_count = fail
+        for name in originals:
+            setattr(kernels, name, fail)
         try:
             with torch.no_grad():
                 on = layer(xi, mi)[0]
         finally:
-            kernels.mask_count = original
+            for name, fn in originals.items():
+                setattr(kernels, name, fn)
         use_fused_cpu_kernels(False)
         with torch.no_grad():
             off = layer(xi, mi)[0]

@@ -11,8 +11,9 @@ bench_layers). Three small C++ kernels (``csrc/fused_cpu.cpp``) do each group in
 - the masked input's gradient: cast to float32 and masking (backward),
 - gradient × scale + the masked bias gradient (backward).
 
-They apply to channels_last float32 inputs with float32 per-channel masks, as an optimisation only:
-the results equal the PyTorch path's (the bias gradient to float rounding: it sums in another order).
+They apply to float32 inputs with float32 per-channel masks, channels_last or contiguous NCHW, as an
+optimisation only: the results equal the PyTorch path's (the bias gradient to float rounding: it sums
+in another order).
 
 Opt-in, because they are compiled on first use with the machine's C++ compiler and ninja
 (``torch.utils.cpp_extension``; tens of seconds once, then loaded from torch's extension cache), for

@@ -15,7 +15,7 @@ The rescaling works in place on the convolution's output (no full-size temporari
 bias, through a small autograd Function whose backward is one multiply plus one matrix-vector
 product for the bias gradient (plain ops are used while tracing for export). With the opt-in
 fused CPU kernels (:mod:`pconv.fused`) the masking, channel count and cast, and the backward's
-multiply and bias gradient, each take one pass for channels_last inputs with per-channel masks.
+multiply and bias gradient, each take one pass for float32 inputs with per-channel masks.
 """
 from __future__ import annotations
 
@@ -163,17 +163,24 @@ def partial_conv2d(
 
 def _fused_masking(x: Tensor, mask: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
     """``(x ⊙ mask in the convolution's dtype, valid-channel count)`` in one pass with the opt-in fused
-    CPU kernels (:mod:`pconv.fused`), or None where they are off or do not apply: they take
-    channels_last float32 inputs with a float32 per-channel mask, in float32 or under bf16 autocast."""
+    CPU kernels (:mod:`pconv.fused`), or None where they are off or do not apply: they take float32
+    inputs with a float32 per-channel mask in the same layout (channels_last or contiguous NCHW), in
+    float32 or under bf16 autocast."""
     if fused.active() is None or x.device.type != "cpu" or torch.jit.is_tracing() or torch.jit.is_scripting():
         return None
     if x.dtype != torch.float32 or mask.dtype != torch.float32 or mask.shape != x.shape or mask.requires_grad \
-            or not (_is_channels_last(x) and _is_channels_last(mask)):
+            or _kernel_layout(x) is None or _kernel_layout(mask) != _kernel_layout(x):
         return None
     autocast = torch.is_autocast_enabled("cpu")
     if autocast and torch.get_autocast_dtype("cpu") != torch.bfloat16:
         return None
     return _FusedMaskCount.apply(x, mask, autocast)
+
+
+def _kernel_layout(t: Tensor) -> Optional[str]:
+    """The fused kernels' name for ``t``'s memory layout: "rows" (channels_last), "planes" (contiguous
+    NCHW), or None (any other strides: the kernels do not apply)."""
+    return "rows" if _is_channels_last(t) else "planes" if t.is_contiguous() else None
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -187,6 +194,11 @@ def _from_rows(rows: Tensor, like: Tensor) -> Tensor:
     return rows.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
+def _planes(t: Tensor) -> Tensor:
+    """A contiguous (B, C, H, W) tensor as (B, C, H·W) (a view)."""
+    return t.view(t.shape[0], t.shape[1], -1)
+
+
 class _FusedMaskCount(torch.autograd.Function):
     """Forward: ``x ⊙ mask`` (bf16 under autocast) and the per-pixel valid-channel count, one pass.
     Backward: the input's gradient, ``float32(grad) ⊙ mask``, one pass."""
@@ -194,17 +206,25 @@ class _FusedMaskCount(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, mask: Tensor, bf16: bool) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         kernels = fused.active()
-        masked, count = kernels.mask_count(_rows(x), _rows(mask), bf16)
+        if _kernel_layout(x) == "rows":
+            masked, count = kernels.mask_count(_rows(x), _rows(mask), bf16)
+            masked = _from_rows(masked, x)
+        else:
+            masked, count = kernels.mask_count_planes(_planes(x), _planes(mask), bf16)
+            masked = masked.view(x.shape)
         ctx.kernels = kernels
         ctx.save_for_backward(mask)
         ctx.mark_non_differentiable(count)
-        return _from_rows(masked, x), count.view(x.shape[0], 1, x.shape[2], x.shape[3])
+        return masked, count.view(x.shape[0], 1, x.shape[2], x.shape[3])
 
     @staticmethod
     def backward(ctx, grad: Tensor, _count_grad: Optional[Tensor]):  # type: ignore[override]
         (mask,) = ctx.saved_tensors
-        if _is_channels_last(grad) and grad.dtype in (torch.float32, torch.bfloat16):
-            return _from_rows(ctx.kernels.mask_grad(_rows(grad), _rows(mask)), grad), None, None
+        layout = _kernel_layout(grad)
+        if grad.dtype in (torch.float32, torch.bfloat16) and layout is not None and layout == _kernel_layout(mask):
+            if layout == "rows":  # element by element: any common layout will do
+                return _from_rows(ctx.kernels.mask_grad(_rows(grad), _rows(mask)), grad), None, None
+            return ctx.kernels.mask_grad(grad, mask), None, None
         return grad.float() * mask, None, None
 
 
@@ -311,14 +331,21 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         scale, new_mask = ctx.saved_tensors
-        kernels = fused.active()
-        if kernels is not None and ctx.needs_input_grad[0] and ctx.needs_input_grad[3] \
-                and _is_channels_last(grad) and grad.dtype in (torch.float32, torch.bfloat16):
+        kernels, layout = fused.active(), _kernel_layout(grad)
+        if kernels is not None and layout is not None and ctx.needs_input_grad[0] and ctx.needs_input_grad[3] \
+                and grad.dtype in (torch.float32, torch.bfloat16) and grad.device.type == "cpu":
             # One pass over the gradient instead of two (opt-in, pconv.fused); scale holds the
             # forward's rounded values, so grad_raw equals the product below.
-            grad_raw, grad_bias = kernels.scale_grad(_rows(grad), scale.reshape(-1).float(),
-                                                     new_mask.reshape(-1).float())
-            return _from_rows(grad_raw, grad), None, None, grad_bias.to(grad.dtype)
+            b, h, w = grad.shape[0], grad.shape[2], grad.shape[3]
+            scale = scale.reshape(b, h * w).float().contiguous()
+            new_mask = new_mask.reshape(b, h * w).float().contiguous()
+            if layout == "rows":
+                grad_raw, grad_bias = kernels.scale_grad(_rows(grad), scale.view(-1), new_mask.view(-1))
+                grad_raw = _from_rows(grad_raw, grad)
+            else:
+                grad_raw, grad_bias = kernels.scale_grad_planes(_planes(grad), scale, new_mask)
+                grad_raw = grad_raw.view(grad.shape)
+            return grad_raw, None, None, grad_bias.to(grad.dtype)
         grad_raw = grad * scale if ctx.needs_input_grad[0] else None
         grad_bias = _masked_channel_sum(grad, new_mask) if ctx.needs_input_grad[3] else None
         return grad_raw, None, None, grad_bias
