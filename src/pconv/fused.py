@@ -17,16 +17,17 @@ in another order).
 
 Opt-in, because they are compiled on first use with the machine's C++ compiler and ninja
 (``torch.utils.cpp_extension``; tens of seconds once, then loaded from torch's extension cache), for
-x86-64 CPUs with AVX-512 BF16 (AMD Zen 4 and later, Intel Sapphire Rapids and later). The default is
-pure PyTorch everywhere.
+x86-64 CPUs with AVX-512 BF16 (e.g. AMD Zen 4 and later, Intel Sapphire Rapids and later). The
+default is pure PyTorch everywhere.
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import List, Optional
 
 from pconv.errors import PConvError
 
@@ -39,15 +40,20 @@ _module: Optional[ModuleType] = None  # the compiled kernels, once loaded
 _enabled = False
 
 
+def _cpu_flags() -> List[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        return next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
 def fused_cpu_kernels_unavailable() -> Optional[str]:
     """Why the fused kernels cannot run here (CPU, compiler or ninja missing), or None when they can."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"they need Linux on x86-64, this is {platform.system()} on {platform.machine()}"
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
-        flags = []
+    flags = _cpu_flags()
     missing = [f for f in _CPU_FLAGS if f not in flags]
     if missing:
         return f"this CPU lacks {', '.join(missing)} (they need AVX-512 with BF16)"
@@ -70,8 +76,11 @@ def _load() -> ModuleType:
         from torch.utils.cpp_extension import load
 
         flags = ["-O3", "-march=native", "-fopenmp"]  # OpenMP: at::parallel_for is inlined here
+        # -march=native code runs only on CPUs like this one: one build per CPU feature set, so a home
+        # directory shared by different machines never loads another CPU's build.
+        cpu = hashlib.sha1(" ".join(sorted(_cpu_flags())).encode()).hexdigest()[:10]
         try:
-            _module = load("pconv_fused_cpu", [str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"])
+            _module = load(f"pconv_fused_cpu_{cpu}", [str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"])
         except (RuntimeError, OSError, ImportError) as err:
             raise PConvError(f"could not compile pconv's fused CPU kernels ({str(err).strip().splitlines()[-1]}); "
                              "the default PyTorch kernels work everywhere") from None
