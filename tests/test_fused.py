@@ -153,7 +153,8 @@ def test_layer_falls_back_where_the_kernels_do_not_apply(kernels):
     x = torch.randn(1, 16, 9, 9)
     cases = [(x, (torch.rand(1, 16, 9, 9) > 0.3).float().contiguous(memory_format=CL)),
              (x.contiguous(memory_format=CL), (torch.rand(1, 1, 9, 9) > 0.3).float()),
-             (x.double().contiguous(memory_format=CL), (torch.rand(1, 16, 9, 9) > 0.3).double().contiguous(memory_format=CL))]
+             (x.double().contiguous(memory_format=CL),
+              (torch.rand(1, 16, 9, 9) > 0.3).double().contiguous(memory_format=CL))]
     originals = {name: getattr(kernels, name) for name in ("mask_count", "mask_count_planes")}
 
     def fail(*args):

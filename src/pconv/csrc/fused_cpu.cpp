@@ -35,7 +35,8 @@ inline void store(at::BFloat16* p, __m512 v, __mmask16 k) {
 }
 
 void check_rows(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.is_contiguous(), name, " must be a contiguous CPU (P, C) matrix");
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.is_contiguous(), name,
+              " must be a contiguous CPU (P, C) matrix");
 }
 
 // out = x * m (in out's dtype), count[p] = sum_c m[p, c].
@@ -155,7 +156,8 @@ std::vector<torch::Tensor> mask_count(torch::Tensor x, torch::Tensor m, bool bf1
   auto out = torch::empty({P, C}, x.options().dtype(bf16_out ? torch::kBFloat16 : torch::kFloat));
   auto count = torch::empty({P}, x.options());
   if (bf16_out)
-    mask_count_impl(x.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<at::BFloat16>(), count.data_ptr<float>(), P, C);
+    mask_count_impl(x.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<at::BFloat16>(), count.data_ptr<float>(), P,
+                    C);
   else
     mask_count_impl(x.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(), count.data_ptr<float>(), P, C);
   return {out, count};
@@ -198,7 +200,8 @@ std::vector<torch::Tensor> scale_grad(torch::Tensor g, torch::Tensor scale, torc
 }
 
 void check_planes(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.dim() == 3 && t.is_contiguous(), name, " must be a contiguous CPU (B, C, P) tensor");
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 3 && t.is_contiguous(), name,
+              " must be a contiguous CPU (B, C, P) tensor");
 }
 
 // Planes: (x * m as out_dtype, (B, P) sum of m over the channels) for float32 x and m.
