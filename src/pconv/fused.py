@@ -82,7 +82,8 @@ def _load() -> ModuleType:
         try:
             _module = load(f"pconv_fused_cpu_{cpu}", [str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"])
         except (RuntimeError, OSError, ImportError) as err:
-            raise PConvError(f"could not compile pconv's fused CPU kernels ({str(err).strip().splitlines()[-1]}); "
+            last_line = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            raise PConvError(f"could not compile pconv's fused CPU kernels ({last_line}); "
                              "the default PyTorch kernels work everywhere") from None
     return _module
 

@@ -222,7 +222,8 @@ class _FusedMaskCount(torch.autograd.Function):
         (mask,) = ctx.saved_tensors
         layout = _kernel_layout(grad)
         if grad.dtype in (torch.float32, torch.bfloat16) and layout is not None and layout == _kernel_layout(mask):
-            if layout == "rows":  # element by element: any common layout will do
+            # The kernel works element by element on two tensors of one memory layout.
+            if layout == "rows":
                 return _from_rows(ctx.kernels.mask_grad(_rows(grad), _rows(mask)), grad), None, None
             return ctx.kernels.mask_grad(grad, mask), None, None
         return grad.float() * mask, None, None
