@@ -99,14 +99,21 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
     if with_fused:
         from pconv.fused import use_fused_cpu_kernels
 
-        def ours_fused(x: Tensor, m: Tensor) -> Tensor:
-            use_fused_cpu_kernels(True)  # loaded once; switching is a flag
-            try:
-                return ours(x, m)[0]
-            finally:
-                use_fused_cpu_kernels(False)
+        use_fused_cpu_kernels(True)  # compile or load them now, not inside a timing
+        use_fused_cpu_kernels(False)
+        impls["fused"] = impls["ours"]  # run with the kernels switched on (kernels_on below)
 
-        impls["fused"] = ours_fused
+    @contextlib.contextmanager
+    def kernels_on(name: str):
+        """The fused kernels on for the whole of "fused"'s forward (and backward) pass, off otherwise."""
+        if name != "fused":
+            yield
+            return
+        use_fused_cpu_kernels(True)
+        try:
+            yield
+        finally:
+            use_fused_cpu_kernels(False)
     rows = []
     for dtype_name in ("fp32", "bf16"):
         for fmt_name, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
@@ -121,26 +128,27 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
 
             grad_out = torch.randn(batch, channels, size, size).contiguous(memory_format=fmt)
 
-            def fwd(f: Callable) -> Callable[[], None]:
+            def fwd(name: str, f: Callable) -> Callable[[], None]:
                 def run() -> None:
-                    with torch.no_grad(), amp():
+                    with kernels_on(name), torch.no_grad(), amp():
                         f(x, mask)
                 return run
 
-            def fwd_bwd(f: Callable) -> Callable[[], None]:
+            def fwd_bwd(name: str, f: Callable) -> Callable[[], None]:
                 xg = x.clone().requires_grad_(True)
 
                 def run() -> None:
                     for p in (plain, ours, ref):
                         p.zero_grad(set_to_none=True)
-                    with amp():
-                        out = f(xg, mask)
-                    out.backward(grad_out.to(out.dtype))
+                    with kernels_on(name):
+                        with amp():
+                            out = f(xg, mask)
+                        out.backward(grad_out.to(out.dtype))
                     xg.grad = None
                 return run
 
-            t_f = _times({k: fwd(f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
-            t_fb = _times({k: fwd_bwd(f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
+            t_f = _times({k: fwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
+            t_fb = _times({k: fwd_bwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
             rows.append({"dtype": dtype_name, "format": fmt_name, "fwd": t_f, "fwd_bwd": t_fb})
             for label, t in (("fwd (no_grad)", t_f), ("fwd+bwd", t_fb)):
                 print(

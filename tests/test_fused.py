@@ -207,3 +207,29 @@ def test_switch_returns_the_previous_setting(monkeypatch):
     assert use_fused_cpu_kernels(True) is True
     assert use_fused_cpu_kernels(False) is True
     assert use_fused_cpu_kernels(False) is False
+
+
+@needs_kernels
+def test_the_forward_pass_setting_decides_the_backward(kernels):
+    """Switching the kernels off between forward and backward (or on) does not mix the two paths."""
+    layer = PartialConv2d(16, 8, 3, padding=1).to(memory_format=CL)
+    x = torch.randn(1, 16, 9, 9).contiguous(memory_format=CL).requires_grad_(True)
+    mask = (torch.rand(1, 16, 9, 9) > 0.3).float().contiguous(memory_format=CL)
+    original, calls = kernels.scale_grad, []
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+
+    kernels.scale_grad = spy
+    try:
+        out = layer(x, mask)[0]  # on
+        use_fused_cpu_kernels(False)
+        out.backward(torch.randn_like(out))  # channels_last, like out
+        assert len(calls) == 1
+        out = layer(x, mask)[0]  # off
+        use_fused_cpu_kernels(True)
+        out.backward(torch.randn_like(out))
+        assert len(calls) == 1
+    finally:
+        kernels.scale_grad = original

@@ -319,20 +319,22 @@ class _ScaleAddMaskedBias(torch.autograd.Function):
 
     Forward: two passes over ``raw`` and no full-size temporary (``bias * new_mask`` would be one).
     Backward: ``grad * scale`` for ``raw`` (scale is already 0 where the mask is), and the bias
-    gradient as one contraction of ``grad`` with ``new_mask``.
+    gradient as one contraction of ``grad`` with ``new_mask`` (one fused pass for both with the
+    opt-in kernels, when they were on for the forward pass).
     """
 
     @staticmethod
     def forward(ctx, raw: Tensor, scale: Tensor, new_mask: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
         ctx.mark_dirty(raw)
         ctx.save_for_backward(scale, new_mask)
+        ctx.kernels = fused.active()
         torch.addcmul(bias.view(1, -1, 1, 1), raw, scale, out=raw)
         return _zero_outside(raw, new_mask)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         scale, new_mask = ctx.saved_tensors
-        kernels, layout = fused.active(), _kernel_layout(grad)
+        kernels, layout = ctx.kernels, _kernel_layout(grad)
         if kernels is not None and layout is not None and ctx.needs_input_grad[0] and ctx.needs_input_grad[3] \
                 and grad.dtype in (torch.float32, torch.bfloat16) and grad.device.type == "cpu":
             # One pass over the gradient instead of two (opt-in, pconv.fused); scale holds the
