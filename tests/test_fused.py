@@ -45,7 +45,8 @@ def test_kernels_equal_the_ops_they_replace(kernels, c):
         weight = (torch.rand(x.shape[0]) > 0.2).float()
         scaled, bias_grad = kernels.scale_grad(g, scale, weight)
         assert scaled.dtype == g.dtype and torch.equal(scaled, (g.float() * scale[:, None]).to(g.dtype))
-        torch.testing.assert_close(bias_grad, (g.float() * weight[:, None]).sum(0), rtol=1e-5, atol=1e-4)
+        terms = g.double() * weight.double()[:, None]  # float32 sums: within float32 rounding of the exact
+        assert ((bias_grad.double() - terms.sum(0)).abs() <= 1e-6 * terms.abs().sum(0) + 1e-9).all()
 
 
 @needs_kernels
