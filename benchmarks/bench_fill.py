@@ -6,7 +6,9 @@ pixels) and with the dense stencil forced everywhere (what a traced graph runs).
 "blobs 5 %" (six ellipses, the inference benchmark's case), "strokes 25 %" and "specks 2 %"
 (isolated pixels), one image, batch 1; and a training batch (6 × 256², strokes 0.01-0.6). Last, one
 Laplacian of a 3×512² image as shifted slices (what eager mode runs) and as the depthwise
-convolution a traced graph runs. Repetitions are interleaved round-robin; min and median ms.
+convolution a traced graph runs; and the shipped model's thin-hole gate (a 5×5 opening of a 512²
+mask) as separable shifted slices against max pooling. Repetitions are interleaved round-robin;
+min and median ms.
 
 Run: quiet-run .venv/bin/python benchmarks/bench_fill.py [--threads 1]
 """
@@ -115,6 +117,21 @@ def main() -> None:
     print("one 3×512² Laplacian | " + "  ".join(f"{k} {min(v) * 1e3:6.2f}/{statistics.median(v) * 1e3:6.2f}"
                                                for k, v in t.items())
           + f" | depthwise conv / slices {min(t['depthwise conv']) / min(t['slices']):.1f}x", flush=True)
+
+    # The thin-hole gate of the shipped model's head (a 5×5 opening of the hole) on a 512² mask.
+    from pconv.model import _wide_hole_or_valid
+
+    gate_mask = torch.from_numpy(~holes("strokes 25 %", 512, rng))[None, None].float()
+
+    def max_pool_opening() -> None:
+        hole = 1.0 - gate_mask
+        core = -torch.nn.functional.max_pool2d(-hole, 5, 1, 2)
+        gate_mask + torch.nn.functional.max_pool2d(core, 5, 1, 2)
+
+    t = _times({"slices": lambda: _wide_hole_or_valid(gate_mask, 5), "max_pool2d": max_pool_opening}, args.seconds)
+    print("thin-hole gate, 5×5 opening of a 512² mask | "
+          + "  ".join(f"{k} {min(v) * 1e3:6.2f}/{statistics.median(v) * 1e3:6.2f}" for k, v in t.items())
+          + f" | max_pool2d / slices {min(t['max_pool2d']) / min(t['slices']):.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pconv.errors import PConvError
 from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
@@ -558,3 +559,21 @@ def test_load_model_bad_content_is_pconv_error(tmp_path):
     save_file({"x": torch.zeros(3)}, str(bad_fields), metadata={"pconv.config": json.dumps({"depth": 3})})
     with pytest.raises(PConvError, match="unknown model configuration fields"):
         load_model(bad_fields)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_thin_hole_gate_is_a_morphological_opening(size):
+    """The gate equals the opening written with max pooling (erosion as a pool of the negated hole,
+    padding ignored): valid pixels and hole pixels inside a size×size square of hole get 1."""
+    from pconv.model import _wide_hole_or_valid
+
+    gen = torch.Generator().manual_seed(size)
+    for shape, p_hole in (((2, 1, 37, 29), 0.5), ((1, 1, 64, 64), 0.9), ((3, 1, 8, 8), 0.1)):
+        mask = (torch.rand(shape, generator=gen) > p_hole).float()
+        mask[0, 0, 2:2 + size, 3:3 + size] = 0  # at least one square of hole that survives
+        hole = 1.0 - mask
+        core = -F.max_pool2d(-hole, size, 1, size // 2)
+        expected = mask + F.max_pool2d(core, size, 1, size // 2)
+        gate = _wide_hole_or_valid(mask, size)
+        assert torch.equal(gate, expected)
+        assert (gate[0, 0, 2:2 + size, 3:3 + size] == 1).all()

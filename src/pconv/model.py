@@ -261,10 +261,27 @@ class PConvUNet(nn.Module):
 def _wide_hole_or_valid(mask: Tensor, size: int) -> Tensor:
     """1 on valid pixels and on hole pixels that a ``size``×``size`` opening (erosion, then
     dilation) of the hole keeps; 0 on the thinner parts of the hole. Same shape as ``mask``."""
-    hole = 1.0 - mask.float()
-    pad = size // 2
-    core = -F.max_pool2d(-hole, size, 1, pad)  # erosion (outside the image counts as hole)
-    return 1.0 - hole + F.max_pool2d(core, size, 1, pad)
+    valid = mask.float()
+    core = 1.0 - _max_filter(valid, size)  # erosion of the hole (outside the image counts as hole)
+    return valid + _max_filter(core, size)
+
+
+def _max_filter(t: Tensor, size: int) -> Tensor:
+    """Maximum over each ``size``×``size`` window of a tensor of 0s and 1s, zeros beyond the edges.
+
+    Separable (rows, then columns) with shifted slices: F.max_pool2d took 6 ms on one 512² channel
+    here, a third of the shipped model's head at that size; this takes well under one."""
+    r = size // 2
+    h, w = t.shape[-2:]
+    p = F.pad(t, (r, r, 0, 0))
+    out = p[..., :, 0:w]
+    for j in range(1, size):
+        out = torch.maximum(out, p[..., :, j:j + w])
+    p = F.pad(out, (0, 0, r, r))
+    out = p[..., 0:h, :]
+    for i in range(1, size):
+        out = torch.maximum(out, p[..., i:i + h, :])
+    return out
 
 
 def build_model(config: "str | PConvUNetConfig | Dict[str, object]" = "cpu") -> PConvUNet:
