@@ -144,10 +144,20 @@ def _relax_sparse(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Opt
         # x_i ← x_i + s·Δ(Δf)_i. With t_0 the pixel itself and t_1..4 its neighbours,
         # Δ(Δf)_i = Σ_j Σ_k D_j D_k f(t_k(t_j(i))), D = (−4, 1, 1, 1, 1): the pixel (16), each
         # neighbour (−4 −4) and each neighbour's neighbour (1), repeats included at the edges.
+        # Of the 16 neighbours' neighbours, the diagonal ones come in equal pairs (clamping at the
+        # edges acts per axis, so up-then-left is left-then-up): 4 taps of weight 2 instead of 8
+        # taps; the 4 straight two-steps and the 4 returns (the pixel itself, except at an edge)
+        # stay: 17 taps a row instead of 21.
         s = -_BIHARMONIC_OMEGA / 20.0
-        two = torch.stack(_neighbours(ring.reshape(-1), h, w)).view(16, n)  # all equal weight
-        coefs = torch.tensor([1.0 + 16.0 * s] + [-8.0 * s] * 4 + [s] * 16)
-        a = _free_operator(pos, torch.cat((free[None], ring, two)), coefs)
+        up, down, left, right = ring  # below, a_b is the b-neighbour of the a-neighbour
+        up_up, up_down, up_left, up_right = _neighbours(up, h, w)
+        down_up, down_down, down_left, down_right = _neighbours(down, h, w)
+        _, _, left_left, left_right = _neighbours(left, h, w)
+        _, _, right_left, right_right = _neighbours(right, h, w)
+        taps = torch.stack((free, up, down, left, right, up_left, up_right, down_left, down_right,
+                            up_up, down_down, left_left, right_right, up_down, down_up, left_right, right_left))
+        coefs = torch.tensor([1.0 + 16.0 * s] + [-8.0 * s] * 4 + [2.0 * s] * 4 + [s] * 8)
+        a = _free_operator(pos, taps, coefs)
         b = values(_stencil(_stencil(held, -4.0, 1.0), -4.0, 1.0).mul_(s))[free]
         for _ in range(steps):
             torch.addmm(b, a, x, out=y[:n])
