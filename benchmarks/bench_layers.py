@@ -167,7 +167,7 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
     """Where PartialConv2d's extra time goes, bf16 + channels_last forward+backward, side by side:
     plain conv, + the mask update (computed, unused), + the rescale without bias, the passes Eq. 1
     needs and nothing else (the floor with separate PyTorch ops), the whole layer."""
-    from pconv.layers import mask_update
+    from pconv.layers import _rows, mask_update
 
     torch.manual_seed(0)
     fmt = torch.channels_last
@@ -220,8 +220,7 @@ def ablation(batch: int, channels: int, size: int, min_reps: int, min_seconds: f
 
         @staticmethod
         def backward(ctx, grad: Tensor):  # type: ignore[override]
-            rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
-            return grad * scale_bf16, (new_mask_row @ rows).view(-1)
+            return grad * scale_bf16, (new_mask_row @ _rows(grad)).view(-1)
 
     def required_passes(x: Tensor) -> Tensor:
         mask.sum(dim=1, keepdim=True, dtype=torch.float32)  # the valid-channel count (window sums: small)
