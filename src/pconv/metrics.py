@@ -17,10 +17,15 @@ import numpy as np
 
 from pconv.errors import PConvError
 
-__all__ = ["l1", "mse", "psnr", "ssim", "hole_l1", "hole_psnr", "image_metrics", "SSIM_WINDOW"]
+__all__ = ["l1", "mse", "psnr", "ssim", "hole_l1", "hole_psnr", "hole_detail", "detail_ratio", "image_metrics",
+           "SSIM_WINDOW", "DETAIL_SIGMA", "DETAIL_FLOOR"]
 
 #: Side of SSIM's uniform window (scikit-image's default); images smaller than this have no SSIM.
 SSIM_WINDOW = 7
+#: Gaussian sigma (px) of the detail measure's low-pass.
+DETAIL_SIGMA = 1.5
+#: Ground-truth detail below this (grey levels in [0, 1]) makes the ratio meaningless: ``nan``.
+DETAIL_FLOOR = 1e-3
 
 
 def _as_float(a: np.ndarray, name: str) -> np.ndarray:
@@ -92,6 +97,38 @@ def hole_psnr(a: np.ndarray, b: np.ndarray, hole: np.ndarray) -> float:
     a, b = _pair(a, b)
     x, y = _hole_values(a, b, hole)
     return _psnr_from_mse(float(np.mean((x - y) ** 2))) if x.size else math.nan
+
+
+def hole_detail(image: np.ndarray, hole: np.ndarray) -> float:
+    """Fine detail inside the hole: mean over hole pixels of ``|grey − GaussianBlur(grey, 1.5)|``.
+
+    ``grey`` is OpenCV's RGB-to-grey conversion of the image in [0, 1]; the blur is OpenCV's with
+    its default reflected border, over the whole image. A flat fill scores 0.
+    """
+    import cv2
+
+    a = _as_float(image, "image").astype(np.float32)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise PConvError(f"hole_detail needs an RGB image (H, W, 3), got shape {a.shape}")
+    hole = np.asarray(hole).astype(bool)
+    if hole.shape != a.shape[:2]:
+        raise PConvError(f"hole mask shape {hole.shape} does not match the image's {a.shape[:2]}")
+    if not hole.any():
+        return math.nan
+    grey = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    low = cv2.GaussianBlur(grey, (0, 0), DETAIL_SIGMA)
+    return float(np.abs(grey - low)[hole].mean())
+
+
+def detail_ratio(output: np.ndarray, target: np.ndarray, hole: np.ndarray) -> float:
+    """``hole_detail(output) / hole_detail(target)``: 1 = as detailed as the photo, 0 = flat.
+
+    ``nan`` when the target's own detail is below :data:`DETAIL_FLOOR` (a flat region: no scale).
+    """
+    ref = hole_detail(target, hole)
+    if not ref >= DETAIL_FLOOR:
+        return math.nan
+    return hole_detail(output, hole) / ref
 
 
 def image_metrics(output: np.ndarray, target: np.ndarray, hole: Optional[np.ndarray] = None) -> Dict[str, float]:
