@@ -138,7 +138,10 @@ def test_cli_run_writes_reports_holding_the_printed_numbers(data, tmp_path, caps
 
 def test_runs_are_deterministic_and_ranks_merge_to_the_same_rows(data, tmp_path, monkeypatch):
     def strip(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        # the style distance runs VGG16 convolutions, whose sums depend on the thread count (one
+        # per rank here, two in one process): it agrees to float rounding, not bit for bit
+        return [{k: (pytest.approx(v, rel=1e-5) if k == "style" else v) for k, v in r.items() if k != "seconds"}
+                for r in rows]
 
     args = dict(methods=["telea", "ns"], size_policy="native", seed=3, progress=False)
     single = evaluate(data.photos, data.masks, out_dir=tmp_path / "single", **args)
@@ -175,7 +178,7 @@ def test_flip_variant_runs_the_same_cases_with_flip_averaging(data, tmp_path):
 
 def test_bad_requests_are_clear_errors(data, tmp_path):
     run = dict(masks=data.masks, out_dir=tmp_path / "o", progress=False)
-    with pytest.raises(PConvError, match="available: pconv, pconv-flip, telea, ns, biharmonic, patchmatch"):
+    with pytest.raises(PConvError, match="available: pconv, pconv-flip, pconv-smooth, pconv-smooth-flip, telea, ns, biharmonic, patchmatch"):
         evaluate(data.photos, methods=["lama"], **run)
     with pytest.raises(PConvError, match="size policy"):
         evaluate(data.photos, methods=["telea"], size_policy="300", **run)

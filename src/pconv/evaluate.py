@@ -53,19 +53,24 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-#: PConv variants: the model as is, and with flip averaging (Inpainter(flip_average=True)).
-PCONV_METHODS: Tuple[str, ...] = ("pconv", "pconv-flip")
+#: The network's methods (pconv = photographic fill, pconv-smooth = the network's fill alone), each
+#: also with flip averaging (``-flip``: Inpainter(flip_average=True)).
+PCONV_METHODS: Tuple[str, ...] = ("pconv", "pconv-flip", "pconv-smooth", "pconv-smooth-flip")
 #: Every method ``evaluate`` knows: the PConv model and the classical baselines.
 METHODS: Tuple[str, ...] = PCONV_METHODS + tuple(BASELINES)
-#: Metric key -> (title, unit, higher is better, scale for display, decimals).
-METRICS: Dict[str, Tuple[str, str, bool, float, int]] = {
+#: Metric key -> (title, unit, higher is better (None: closer to 1 is better), scale for display, decimals).
+METRICS: Dict[str, Tuple[str, str, Optional[bool], float, int]] = {
     "psnr": ("PSNR, whole image", "dB", True, 1.0, 2),
     "ssim": ("SSIM, whole image", "", True, 1.0, 3),
     "l1": ("ℓ1, whole image", "%", False, 100.0, 2),
     "hole_psnr": ("PSNR, hole only", "dB", True, 1.0, 2),
     "hole_l1": ("ℓ1, hole only", "%", False, 100.0, 2),
+    "detail": ("detail ratio in the hole (median; 1 = as detailed as the photo)", "", None, 1.0, 2),
+    "style": ("style distance, hole's box (VGG16 Gram ℓ1)", "×10⁻³", False, 1000.0, 3),
     "seconds": ("seconds per image", "s", False, 1.0, 3),
 }
+#: Metrics summarised by the median (a ratio: a few near-flat ground truths would dominate a mean).
+MEDIAN_METRICS = ("detail",)
 SIZE_POLICIES = ("256", "512", "native")
 #: The paper's Table 1 (Places2, PConv): hole-ratio bucket -> metric -> value.
 PAPER_TABLE1: Dict[Tuple[float, float], Dict[str, float]] = {
@@ -227,8 +232,8 @@ _STATE: Dict[str, Any] = {}
 
 
 def _init_worker(methods: Sequence[str], weights: Optional[str], threads: int, seed: int,
-                 device: str = "cpu") -> None:
-    """Set up one process: thread counts, and the PConv model loaded once."""
+                 device: str = "cpu", style: bool = True) -> None:
+    """Set up one process: thread counts, the PConv model loaded once, the style metric's VGG16."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -240,14 +245,19 @@ def _init_worker(methods: Sequence[str], weights: Optional[str], threads: int, s
         pass
     _STATE.clear()
     _STATE.update(methods=list(methods), seed=seed)
+    if style:
+        from pconv.style_distance import StyleDistance
+
+        _STATE["style"] = StyleDistance()
     wanted = [m for m in PCONV_METHODS if m in methods]
     if wanted:
         from pconv.inference import Inpainter
         from pconv.weights import load_model
 
-        model = load_model(weights)  # one copy of the weights for both variants
+        model = load_model(weights)  # one copy of the weights for every variant
         for m in wanted:
-            inpainter = Inpainter(model, device=device, flip_average=m == "pconv-flip")
+            inpainter = Inpainter(model, method=m.removesuffix("-flip"), device=device,
+                                  flip_average=m.endswith("-flip"))
             warm = np.zeros((64, 64, 3), np.uint8)
             warm_hole = np.zeros((64, 64), np.uint8)
             warm_hole[16:32, 16:32] = 255
@@ -282,7 +292,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _process_case(job: Tuple[Case, str, Optional[str]]) -> List[Dict[str, Any]]:
     """Fill one case with every method; returns its rows (and writes sheet tiles if asked)."""
-    from pconv.metrics import image_metrics
+    from pconv.metrics import detail_ratio, image_metrics
     from pconv.weights import atomic_write_bytes
 
     case, size_policy, tile_dir = job
@@ -294,6 +304,9 @@ def _process_case(job: Tuple[Case, str, Optional[str]]) -> List[Dict[str, Any]]:
         out = _run_method(method, image, hole)
         seconds = time.perf_counter() - start
         m = image_metrics(out, image, hole)
+        m["detail"] = detail_ratio(out, image, hole)
+        if "style" in _STATE:
+            m["style"] = _STATE["style"](out, image, hole)
         rows.append({
             "case": case.index, "method": method, "bucket": case.bucket,
             "photo": case.photo, "mask": case.mask, "mask_ratio": round(case.mask_ratio, 6),
@@ -362,6 +375,11 @@ def _barrier(world: int, parts: Path, rank: int, key: str, timeout_s: float = 24
 # ------------------------------------------------------------------------------------------ report
 
 
+def _median(values: Sequence[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return float(np.median(vals)) if vals else math.nan
+
+
 def _mean(values: Sequence[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
@@ -381,7 +399,8 @@ def summarise(rows: Sequence[Dict[str, Any]], methods: Sequence[str], buckets: S
             sel = mine if b == ALL else [r for r in mine if r["bucket"] == b]
             stats: Dict[str, float] = {"n": float(len(sel)), "hole_ratio": _mean([r["hole_ratio"] for r in sel])}
             for key in METRICS:
-                stats[key] = _mean([float(r[key]) for r in sel])
+                values = [float(r.get(key, math.nan)) for r in sel]
+                stats[key] = _median(values) if key in MEDIAN_METRICS else _mean(values)
             out[method][b] = stats
     return out
 
@@ -420,7 +439,8 @@ def render_markdown(summary: Dict[str, Dict[str, Dict[str, float]]], methods: Se
     ratio_row = "| mean hole ratio | " + " | ".join(
         f"{summary[methods[0]][b]['hole_ratio']:.3f}" for b in cols) + " |"
     for key, (title, unit, higher, _, _) in METRICS.items():
-        lines.append(f"## {title}{f' ({unit})' if unit else ''}, {'higher' if higher else 'lower'} is better")
+        better = "closer to 1" if higher is None else "higher" if higher else "lower"
+        lines.append(f"## {title}{f' ({unit})' if unit else ''}, {better} is better")
         lines.append("")
         lines.append("| method | " + " | ".join(cols) + " |")
         lines.append("|---|" + "---:|" * len(cols))
@@ -447,7 +467,7 @@ def _plot(summary: Dict[str, Dict[str, Dict[str, float]]], rows: Sequence[Dict[s
     ax = fig.add_subplot()
     for method in methods:
         pts = [(r["hole_ratio"], float(r[key]) * scale) for r in rows
-               if r["method"] == method and math.isfinite(float(r[key]))]
+               if r["method"] == method and math.isfinite(float(r.get(key, math.nan)))]
         if pts:
             xs, ys = zip(*pts)
             sc = ax.scatter(xs, ys, s=6, alpha=0.25)
@@ -465,7 +485,8 @@ def _plot(summary: Dict[str, Dict[str, Dict[str, float]]], rows: Sequence[Dict[s
         ax.scatter(xs, ys, marker="x", color="black", s=40, zorder=5, label="paper Table 1 (Places2)")
     ax.set_xlabel("hole ratio")
     ax.set_ylabel(f"{title}{f' ({unit})' if unit else ''}")
-    ax.set_title(f"{title} vs hole ratio ({'higher' if higher else 'lower'} is better)")
+    better = "closer to 1" if higher is None else "higher" if higher else "lower"
+    ax.set_title(f"{title} vs hole ratio ({better} is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -560,6 +581,7 @@ def evaluate(
     sheet_cases: int = 6,
     progress: bool = True,
     device: str = "cpu",
+    style: bool = True,
 ) -> EvaluationResult:
     """Run every method on the same photo × mask cases and write the reports into ``out_dir``.
 
@@ -568,7 +590,8 @@ def evaluate(
     ``"512"`` (centre crop + resize) or ``"native"``. ``per_bucket``: cases per bucket (default:
     one per photo); ``limit``: at most this many cases in all (balanced across buckets).
     ``weights``: the PConv weights for method ``pconv`` (default: the shipped model), run on
-    ``device`` ("cpu", "cuda", "auto", ...); the baselines always run on the CPU.
+    ``device`` ("cpu", "cuda", "auto", ...); the baselines always run on the CPU. ``style``: also
+    score the style distance (:mod:`pconv.style_distance`; needs the loss's VGG16 weights).
     Returns the rows and summary; under torchrun only rank 0 merges and writes the reports.
     """
     from tqdm import tqdm
@@ -616,7 +639,7 @@ def evaluate(
     bar = tqdm(total=len(jobs), desc=f"evaluate{f' rank {rank}' if world > 1 else ''}", unit="case",
                disable=not progress)
     if workers == 1:
-        _init_worker(methods, weights_arg, threads, seed, device)
+        _init_worker(methods, weights_arg, threads, seed, device, style)
         for job in jobs:
             rows.extend(_process_case(job))
             bar.update(1)
@@ -624,7 +647,7 @@ def evaluate(
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(methods, weights_arg, threads, seed, device)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(methods, weights_arg, threads, seed, device, style)) as pool:
             for case_rows in pool.imap_unordered(_process_case, jobs, chunksize=1):
                 rows.extend(case_rows)
                 bar.update(1)

@@ -13,12 +13,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mask test set: NVIDIA's layout (buckets.csv) or `pconv masks testset` output; "
                         "white = hole")
     parser.add_argument("--methods", default="pconv,telea,ns,biharmonic,patchmatch",
-                        help="comma-separated methods: pconv, pconv-flip (flip averaging), telea, ns, biharmonic, patchmatch")
+                        help="comma-separated methods: pconv (photographic fill), pconv-smooth (the network's fill "
+                        "alone), either with -flip (flip averaging), telea, ns, biharmonic, patchmatch")
     parser.add_argument("--size", default="256", choices=["256", "512", "native"],
                         help="centre-crop + resize photos to 256² or 512², or keep their native size")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for results.md, rows.csv/json, plots")
     parser.add_argument("--weights", default=None, metavar="FILE",
-                        help="PConv weights for method pconv (default: the shipped model)")
+                        help="PConv weights for the pconv methods (default: the shipped model)")
     parser.add_argument("--per-bucket", type=int, default=None, metavar="N",
                         help="cases per hole-ratio bucket (default: one per photo)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes (each gets cpu_count/workers threads); under torchrun per rank")
     parser.add_argument("--device", default="cpu", help="device for the pconv method: cpu, cuda, cuda:N, mps, auto")
+    parser.add_argument("--no-style", action="store_true",
+                        help="skip the style distance (it needs the loss's VGG16 weights; see README, Training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.photos, args.masks, methods, args.size, args.out, seed=args.seed, weights=args.weights,
         workers=args.workers, limit=args.limit, per_bucket=args.per_bucket, progress=not args.no_progress,
-        device=args.device,
+        device=args.device, style=not args.no_style,
     )
     if result.rank == 0:
         print(result.markdown)
