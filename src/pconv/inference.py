@@ -49,12 +49,16 @@ from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
 from pconv.masks.io import fit_hole
+from pconv.texture import TextureConfig, transfer_detail
 
-__all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "split_image"]
+__all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "NETWORK_METHODS", "split_image"]
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "original", "crop", "resize")
+#: The network's methods: ``pconv`` = the photographic fill (the network's fill plus fine detail
+#: copied from the photo, :mod:`pconv.texture`), ``pconv-smooth`` = the network's fill alone.
+NETWORK_METHODS = ("pconv", "pconv-smooth")
 PathLike = Union[str, os.PathLike]
 ImageLike = Union[np.ndarray, Image.Image]
 
@@ -342,8 +346,12 @@ class Inpainter:
 
     ``weights``: a weights file (safetensors; legacy .pt/.pth only through weights_only loading),
     a :class:`PConvUNet` already built, or None for the model shipped with pconv.
-    ``method``: "pconv", or a baseline of :data:`pconv.baselines.BASELINES` ("telea", "ns",
-    "biharmonic", "patchmatch"). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
+    ``method``: "pconv" (the photographic fill: the network's fill with fine detail copied from the
+    known part of the photo, :mod:`pconv.texture`), "pconv-smooth" (the network's fill alone: the
+    highest PSNR, but large holes look foggy), or a baseline of :data:`pconv.baselines.BASELINES`
+    ("telea", "ns", "biharmonic", "patchmatch"). ``texture``: the detail transfer's settings for
+    "pconv" (default :class:`~pconv.texture.TextureConfig`); ``seed``: its random draw (results are
+    deterministic for a seed). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
     ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
     together. ``crop_margin``: context around each hole group for the crop strategy (default S/4).
     ``flip_average``: also run the mirror image and average the two fills (test-time augmentation:
@@ -364,15 +372,21 @@ class Inpainter:
         batch_size: int = 4,
         crop_margin: Optional[int] = None,
         flip_average: bool = False,
+        texture: Optional[TextureConfig] = None,
+        seed: int = 0,
     ) -> None:
         self.method = method
+        self.seed = int(seed)
+        self.texture: Optional[TextureConfig] = None
+        if method == "pconv":
+            self.texture = texture if texture is not None else TextureConfig()
         self.flip_average = bool(flip_average)
         self.device = resolve_device(device)
         if int(batch_size) < 1:
             raise PConvError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.model: Optional[PConvUNet] = None
-        if method == "pconv":
+        if method in NETWORK_METHODS:
             if isinstance(weights, PConvUNet):
                 model = weights
             else:
@@ -388,7 +402,7 @@ class Inpainter:
             from pconv.baselines import BASELINES
 
             if method not in BASELINES:
-                raise PConvError(f"unknown method {method!r}; use 'pconv' or one of {', '.join(BASELINES)}")
+                raise PConvError(f"unknown method {method!r}; use one of {', '.join(NETWORK_METHODS + tuple(BASELINES))}")
             if self.device.type != "cpu":
                 raise PConvError(f"the {method} baseline runs on the CPU only; use device='cpu'")
             self.precision = "fp32"
@@ -500,9 +514,34 @@ class Inpainter:
             region = res.image[y0:y1, x0:x1]  # type: ignore[union-attr]
             region[win.paste] = win.out[win.paste]  # type: ignore[index]
             res.windows += 1  # type: ignore[union-attr]
+        if self.texture is not None:
+            for res, hole in zip(results, holes):
+                if res is not None and not res.empty_mask:
+                    res.image = self._add_texture(res.image, hole)  # type: ignore[arg-type]
         final = [r for r in results if r is not None]
         self.last_result = final[-1] if final else None
         return final, hows
+
+    def _add_texture(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """Fine detail for the filled holes, at the photo's full resolution.
+
+        Photos up to 2·S on the long side take their detail from the whole photo; larger ones one
+        region of holes at a time, from a context box around it (the region's bounding box plus
+        half its size, at least 2·S a side), so the cost follows the holes, not the photo.
+        """
+        h, w = hole.shape
+        size = self.image_size or 256
+        if max(h, w) <= 2 * size:
+            return transfer_detail(rgb, hole, self.texture, self.seed)  # type: ignore[arg-type]
+        out = rgb.copy()
+        for bbox, own in hole_regions(hole, merge_distance=2 * self.crop_margin):
+            margin = max(self.crop_margin, (bbox[1] - bbox[0]) // 2, (bbox[3] - bbox[2]) // 2)
+            y0, y1, x0, x1 = _grow_box(bbox, margin, 2 * size, h, w)
+            filled = transfer_detail(rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1], self.texture, self.seed)  # type: ignore[arg-type]
+            paste = np.zeros((y1 - y0, x1 - x0), bool)
+            paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
+            out[y0:y1, x0:x1][paste] = filled[paste]
+        return out
 
     def _plan(self, index: int, rgb: np.ndarray, hole: np.ndarray, strategy: str) -> List[_Window]:
         h, w = hole.shape

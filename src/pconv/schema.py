@@ -27,7 +27,7 @@ __all__ = [
     "ErrorResponse",
 ]
 
-Method = Literal["pconv", "telea", "ns", "biharmonic", "patchmatch"]
+Method = Literal["pconv", "pconv-smooth", "telea", "ns", "biharmonic", "patchmatch"]
 Strategy = Literal["auto", "crop", "resize", "original"]
 #: ``png`` always lossless; ``input`` answers in the uploaded image's format (JPEG stays JPEG).
 OutputFormat = Literal["png", "input"]
@@ -43,8 +43,9 @@ class InpaintOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Optional[Method] = Field(
-        None, description="pconv = the Partial Convolutions network; the others are classical baselines. "
-        "Empty: the server's default method."
+        None, description="pconv = the photographic fill (the Partial Convolutions network plus fine detail "
+        "copied from the photo); pconv-smooth = the network's fill alone (highest PSNR, foggy on large holes); "
+        "the others are classical baselines. Empty: the server's default method."
     )
     strategy: Strategy = Field(
         "auto", description="How images larger than the model's training size are handled: crop around "
@@ -59,7 +60,7 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    weights: Optional[Path] = Field(None, description="Weights file for method pconv; None = the shipped default.")
+    weights: Optional[Path] = Field(None, description="Weights file for methods pconv and pconv-smooth; None = the shipped default.")
     default_method: Method = "pconv"
     device: str = "cpu"
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Whole request body, image + mask + fields.")
@@ -79,7 +80,7 @@ class Limits(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """The network behind method pconv (filled once it is loaded)."""
+    """The network behind methods pconv and pconv-smooth (filled once it is loaded)."""
 
     loaded: bool
     weights: Optional[str] = Field(None, description="File name of the weights (never a full path).")

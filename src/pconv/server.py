@@ -92,9 +92,9 @@ def _error_response(status: int, error: str, detail: str, headers: Optional[Dict
 
 
 def _default_factory(settings: ServerSettings, method: str) -> Callable[..., Any]:
-    from pconv.inference import Inpainter
+    from pconv.inference import NETWORK_METHODS, Inpainter
 
-    weights = settings.weights if method == "pconv" else None
+    weights = settings.weights if method in NETWORK_METHODS else None
     return Inpainter(weights, method=method, device=settings.device)
 
 
@@ -113,7 +113,7 @@ class Models:
             return self._cache[method]
 
     def model_info(self) -> ModelInfo:
-        inpainter = self._cache.get("pconv")
+        inpainter = self._cache.get("pconv") or self._cache.get("pconv-smooth")
         model = getattr(inpainter, "model", None)
         if model is None:
             return ModelInfo(loaded=False, weights=self.settings.weights.name if self.settings.weights else None)
@@ -128,12 +128,13 @@ class Models:
 
 
 def available_methods() -> List[str]:
-    """pconv plus the classical baselines whose optional dependencies are installed."""
+    """The network's methods plus the classical baselines whose optional dependencies are installed."""
+    network = ["pconv", "pconv-smooth"]
     try:
         from pconv.baselines import available_methods as baselines
     except ImportError:  # pragma: no cover - baselines ship with pconv
-        return ["pconv"]
-    return ["pconv"] + [m for m in baselines() if m in METHODS]
+        return network
+    return network + [m for m in baselines() if m in METHODS]
 
 
 # -------------------------------------------------------------------------------------- job gate

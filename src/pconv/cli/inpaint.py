@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder mode: folder of masks matched by file stem (photo.png or photo_mask.png), or one mask for all")
     p.add_argument("--ext", help="folder mode: write outputs with this extension (e.g. png) instead of the input's")
     p.add_argument("--method", default="pconv",
-                   help="pconv (the network), or a classical baseline: telea, ns, biharmonic, patchmatch")
+                   help="pconv (default: the network's fill with fine detail copied from the photo), pconv-smooth "
+                        "(the network's fill alone: highest PSNR, foggy on large holes), or a classical baseline: "
+                        "telea, ns, biharmonic, patchmatch")
     p.add_argument("--weights", help="weights file (.safetensors); default: the model shipped with pconv")
     p.add_argument("--strategy", default="auto", choices=["auto", "original", "crop", "resize"],
                    help="large-photo strategy: auto = original up to 2x the model's training size, crop above")

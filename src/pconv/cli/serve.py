@@ -7,14 +7,14 @@ import sys
 
 HELP = "Serve the HTTP API (/api/v1, docs at /docs) and the web page to paint holes (/) on this machine."
 
-_METHODS = ("pconv", "telea", "ns", "biharmonic", "patchmatch")
+_METHODS = ("pconv", "pconv-smooth", "telea", "ns", "biharmonic", "patchmatch")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind; anything but loopback exposes the server to the network")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
-    parser.add_argument("--weights", default=None, help="weights file for method pconv; None = the model shipped with pconv")
+    parser.add_argument("--weights", default=None, help="weights file for methods pconv and pconv-smooth; None = the model shipped with pconv")
     parser.add_argument("--method", dest="default_method", default="pconv", choices=_METHODS,
                         help="method used when a request names none")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")

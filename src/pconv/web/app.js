@@ -7,7 +7,8 @@
   const API = "api/v1";
   const MASK_COLOR = "rgb(255, 48, 96)";
   const METHOD_LABELS = {
-    pconv: "PConv network",
+    pconv: "Photographic (PConv + texture)",
+    "pconv-smooth": "PConv smooth",
     telea: "Telea",
     ns: "Navier-Stokes",
     biharmonic: "Biharmonic",
