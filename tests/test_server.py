@@ -222,6 +222,13 @@ def test_health_info_docs(client):
     assert info.strategies == ["auto", "crop", "resize", "original"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "://" not in docs.text  # no CDN: every asset comes from this server
+    import re
+
+    assets = re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", docs.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/api/v1/inpaint"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert {"image", "mask", "method", "strategy", "invert_mask", "output_format"} <= set(body["properties"])

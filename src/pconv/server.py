@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -338,7 +339,8 @@ def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, m
 
 
 class _SecurityHeaders:
-    """Pure ASGI middleware: a strict CSP for the page and the API (not for /docs, which loads Swagger UI)."""
+    """Pure ASGI middleware: a strict CSP for the page and the API (not for /docs, whose page starts
+    Swagger UI with an inline script)."""
 
     CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -347,7 +349,7 @@ class _SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(("/docs", "/redoc")):
+        if scope["type"] != "http" or scope["path"].startswith("/docs"):
             await self.app(scope, receive, send)
             return
 
@@ -415,9 +417,11 @@ def create_app(settings: Optional[ServerSettings] = None, *,
         finally:
             app.state.gate.shutdown()
 
-    app = FastAPI(title="pconv", version=__version__, lifespan=lifespan,
-                  description="Image inpainting with Partial Convolutions (Liu et al., ECCV 2018). "
-                  "Masks: white = hole. Errors are JSON: {\"error\": code, \"detail\": reason}.")
+    # Swagger UI from the fastapi-offline package's own copy (served under /static-offline-docs), not
+    # from a CDN: /docs works without internet. No /redoc: ReDoc's page fetches its logo from a CDN.
+    app = FastAPIOffline(title="pconv", version=__version__, lifespan=lifespan, redoc_url=None,
+                         description="Image inpainting with Partial Convolutions (Liu et al., ECCV 2018). "
+                         "Masks: white = hole. Errors are JSON: {\"error\": code, \"detail\": reason}.")
     app.state.settings, app.state.models = settings, models
     app.add_middleware(_SecurityHeaders)
 
