@@ -39,6 +39,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from pconv import __version__
 from pconv.errors import PConvError
+from pconv.imageio import PNG_OPTIONS
 from pconv.schema import (
     METHODS,
     OUTPUT_FORMATS,
@@ -65,7 +66,7 @@ _OUTPUT_BY_INPUT: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
     "MPO": ("JPEG", "image/jpeg", {"quality": 95, "subsampling": 0}),
     "WEBP": ("WEBP", "image/webp", {"lossless": True}),
 }
-_PNG = ("PNG", "image/png", {"compress_level": 6})
+_PNG = ("PNG", "image/png", PNG_OPTIONS)
 _FORM_FIELDS = {"image", "mask", *InpaintOptions.model_fields}
 
 #: Builds the inpainter of one method: ``factory(settings, method) -> callable(image, mask, **kw)``.
