@@ -433,7 +433,7 @@ def test_plain_folder_and_nvidia_full_release_numbering(tmp_path, monkeypatch):
     assert [e.bucket for e in entries] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # by file number
     assert [e.touches_border for e in entries] == [False, True] * 6
     (tmp_path / "extra.png").write_bytes((tmp_path / "00000.png").read_bytes())
-    entries = read_testset(tmp_path, margin=2)  # no longer the release: measured per file
+    entries = read_testset(tmp_path, margin=2)  # not the release's numbering: measured per file
     assert all(e.bucket == bucket_of(e.ratio) for e in entries)
     assert [e.touches_border for e in entries[:12]] == [touches_border(h, 2) for h in holes]
 

@@ -170,7 +170,7 @@ def test_ddp_matches_single_process_and_resumes_after_kill(tmp_path):
     while time.time() < deadline and proc.poll() is None and not list(run_dir.glob("ckpt-*.pt")):
         time.sleep(0.01)
     assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()}"
-    workers = _descendants(proc.pid)  # torchrun starts each worker in a session of its own
+    workers = _descendants(proc.pid)  # torchrun starts each worker with setsid, apart from its group
     assert len(workers) >= 2, workers
     for pid in [proc.pid, *workers]:  # everything, hard, as a crash would
         os.kill(pid, signal.SIGKILL)
