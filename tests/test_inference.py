@@ -71,6 +71,7 @@ def test_known_pixels_exact_any_size(inp: Inpainter, size, strategy) -> None:
     res = inp.inpaint(rgb, hole, strategy=strategy)
     assert res.image.shape == rgb.shape and res.image.dtype == np.uint8
     np.testing.assert_array_equal(res.image[~hole], rgb[~hole])
+    assert (res.image[hole] != rgb[hole]).any(axis=-1).mean() > 0.5  # the hole was filled, not passed through
     assert res.windows >= 1 and not res.empty_mask
 
 
