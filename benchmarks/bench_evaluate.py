@@ -7,11 +7,10 @@ photos that are 512² already (no upscaled, blurred ground truth). EdgeConnect's
 left out: their "images" already have the holes painted white, so they hold no ground truth
 inside the hole. Every photo meets one mask per bucket (seeded), all methods on the same cases.
 
-Run (figures recorded in BENCHMARKS.md, section "Evaluation"):
-    quiet-run .venv/bin/python benchmarks/bench_evaluate.py --workers 2
-With the default model shipped (or any weights) add the PConv rows:
-    quiet-run .venv/bin/python benchmarks/bench_evaluate.py --workers 2 \
-        --methods pconv,telea,ns,biharmonic,patchmatch [--weights FILE] [--device cuda]
+Run (the classical methods alone, then with the shipped model as in MODEL_CARD.md's tables):
+    .venv/bin/python benchmarks/bench_evaluate.py --workers 2
+    .venv/bin/python benchmarks/bench_evaluate.py --sizes 256 --workers 2 \
+        --methods pconv,pconv-flip,telea,ns,biharmonic,patchmatch,pullpush,pullpush-bh [--weights FILE] [--device cuda]
 """
 from __future__ import annotations
 

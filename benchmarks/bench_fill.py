@@ -10,7 +10,7 @@ convolution a traced graph runs; and the shipped model's thin-hole gate (a 5×5 
 mask) as separable shifted slices against max pooling. Repetitions are interleaved round-robin;
 min and median ms.
 
-Run: quiet-run .venv/bin/python benchmarks/bench_fill.py [--threads 1]
+Run: .venv/bin/python benchmarks/bench_fill.py [--threads 1]
 """
 from __future__ import annotations
 

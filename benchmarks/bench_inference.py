@@ -1,6 +1,6 @@
 """Inference latency and peak memory of pconv.Inpainter vs OpenCV Telea, on the same cases in one run.
 
-Run: quiet-run .venv/bin/python benchmarks/bench_inference.py
+Run: .venv/bin/python benchmarks/bench_inference.py
 Cases: 256², 512², 1024² and a 4000×3000 photo, each with ~5% holes (6 elliptic blobs), the
 default configuration (strategy auto: original up to 2× the training size, crop above; precision
 auto). Each case runs in a fresh child process so its peak RSS (ru_maxrss, torch import included)

@@ -1,6 +1,6 @@
 """Benchmark: PartialConv2d against a plain conv and the reference-style formulation; U-Net forward.
 
-Layer case (issue 2): multi-channel mask, 3×3, 128→128 channels, 128×128, batch 6, in one run:
+Layer case: multi-channel mask, 3×3, 128→128 channels, 128×128, batch 6, in one run:
   plain      nn.Conv2d on input ⊙ mask (the floor a partial conv cannot beat)
   ours       pconv.PartialConv2d (box sum of the channel-summed mask; check_mask=False as in the U-Net)
   reference  NVIDIA-style: the mask convolved with an all-ones out×in×k×k kernel on every call
@@ -13,7 +13,7 @@ mins first (the min is the least disturbed by other processes on a shared machin
 Then the PConv U-Net forward time (batch 1, no_grad) at 256² and 512² for each shipped configuration,
 fp32 NCHW against bf16 autocast + channels_last.
 
-Run: quiet-run .venv/bin/python benchmarks/bench_layers.py [--fused] [--threads N]   (--quick for a smoke run)
+Run: .venv/bin/python benchmarks/bench_layers.py [--fused] [--threads N]   (--quick for a smoke run)
 """
 from __future__ import annotations
 

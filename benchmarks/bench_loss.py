@@ -6,7 +6,7 @@ Prints, for a batch of 6 real photos at 256² (scikit-image's bundled photos) wi
 3. time of a full loss forward+backward, fp32 vs the faster settings, measured side by side;
 4. the share of a full training step (half-width U-Net "cpu" config forward+backward+Adam) it takes.
 
-Run: quiet-run .venv/bin/python benchmarks/bench_loss.py [--repeats N] [--skip-step]
+Run: .venv/bin/python benchmarks/bench_loss.py [--repeats N] [--skip-step]
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Mask generation speed: stroke and noise masks per second and video flow-mask frames per second at 512².
 
-Run: quiet-run .venv/bin/python benchmarks/bench_masks.py
+Run: .venv/bin/python benchmarks/bench_masks.py
 Prints one line per measurement; OpenCV uses its default thread count (printed).
 """
 from __future__ import annotations

@@ -7,8 +7,8 @@ photos and runs our methods on exactly the same photo/mask pairs at native size,
 metrics as ``pconv evaluate`` (whole-image ℓ1 %, PSNR, SSIM; hole-only PSNR, ℓ1 %).
 
 Run:
-    quiet-run .venv/bin/python benchmarks/bench_migan_reference.py
-    quiet-run .venv/bin/python benchmarks/bench_migan_reference.py --methods pconv,telea,patchmatch --weights FILE
+    .venv/bin/python benchmarks/bench_migan_reference.py
+    .venv/bin/python benchmarks/bench_migan_reference.py --methods pconv,telea,patchmatch --weights FILE
 """
 from __future__ import annotations
 

@@ -5,15 +5,15 @@ pipeline (decode + crop + mask) when --data is given. Rows, in one run:
 
   naive          fp32 NCHW, the paper's loss written the textbook way (VGG in torchvision's
                  conv→ReLU→pool order, autograd L1s on sliced features, NCHW Gram matrices) and
-                 glibc's default allocator policy: what pconv's first version did
+                 glibc's default allocator policy: the straightforward implementation
   ours fp32      pconv's loss in fp32 NCHW (same allocator policy), to separate code from precision
   ours bf16+CL   pconv's default precision and layout, still with glibc's default allocator policy
   then, after pconv.device.keep_freed_memory() (what `pconv train` does):
   ours fp32      again, fp32 NCHW
   ours bf16+CL   bf16 autocast + channels_last: pconv's default on this CPU
-  L1+TV only     the cheap schedule that trained the shipped model's first stages
+  L1+TV only     the cheap loss (pixel terms and TV, no VGG)
   shipped        the cpu-fill-bh configuration (pull-push fill with biharmonic steps) with the
-                 hole-MSE + TV loss of its last fine-tuning
+                 hole-MSE + TV loss (docs/experiments.md, experiment 16)
 
 Prints images/s and the share of the machine's bf16 convolution peak (--peak-tflops, ~0.9 on
 this 2-core CPU) that the convolutions reach.
@@ -56,7 +56,7 @@ def vgg_flops(size: int) -> float:
 
 
 class TextbookLoss(nn.Module):
-    """The paper's total loss written the obvious way: the naive baseline (pconv's first version)."""
+    """The paper's total loss written the obvious way: the naive baseline."""
 
     def __init__(self) -> None:
         super().__init__()

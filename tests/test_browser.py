@@ -231,3 +231,36 @@ def test_phone_viewport(browser, base_url, photo_path):
     pg.wait_for_selector("#result-bar:not([hidden])", timeout=60_000)
     pg.screenshot(path=str(ARTIFACTS / "phone-result.png"), full_page=True)
     context.close()
+
+
+
+def test_api_docs_render_offline(browser, base_url):
+    """/docs (Swagger UI) loads every asset from the server itself: with every other host blocked,
+    the API's operations still render."""
+    from urllib.parse import urlsplit
+
+    local = urlsplit(base_url).netloc
+    context = browser.new_context()
+    pg = context.new_page()
+    blocked: list = []
+    errors: list = []
+
+    def only_local(route) -> None:
+        if urlsplit(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    pg.route("**/*", only_local)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(base_url + "/docs")
+    pg.wait_for_selector(".opblock-summary-path:has-text('/api/v1/inpaint')", timeout=30_000)
+    paths = pg.locator(".opblock-summary-path").all_text_contents()
+    assert {"/api/v1/inpaint", "/api/v1/health", "/api/v1/info"} <= {p.strip() for p in paths}, paths
+    assert "Fill the holes of an image" in pg.text_content("body")
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+    context.close()
+    assert not blocked, f"/docs asked for other hosts: {blocked}"
+    assert not errors, errors

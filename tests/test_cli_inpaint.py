@@ -55,6 +55,38 @@ def test_single_image(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixtu
     hole = _hole()
     np.testing.assert_array_equal(res[~hole], _rgb()[~hole])  # PNG: known pixels exact
     assert f"wrote {out}" in capsys.readouterr().out
+    from pconv.inference import Inpainter
+
+    filled = np.asarray(Inpainter(weights, device="cpu")(_rgb(), hole))
+    np.testing.assert_array_equal(res[hole], filled[hole])  # the hole holds the network's fill
+    assert (res[hole] != _rgb()[hole]).mean() > 0.5  # not what the file held there
+
+
+def _painted_photo(tmp_path: Path) -> "tuple[Path, Path, np.ndarray, np.ndarray]":
+    """A real photo (256x256 crop of the bundled example) with a hole painted grey, saved as PNG;
+    returns its path, the mask's path, the true pixels and the hole."""
+    import pconv
+
+    truth = np.asarray(Image.open(Path(pconv.__file__).parent / "assets" / "example.jpg").convert("RGB"))[:256, :256]
+    hole = np.zeros(truth.shape[:2], bool)
+    hole[40:90, 60:130] = True
+    painted = truth.copy()
+    painted[hole] = 128
+    Image.fromarray(painted).save(tmp_path / "painted.png")
+    return tmp_path / "painted.png", _save_mask(tmp_path / "painted_m.png", hole), truth, hole
+
+
+def _hole_error(out: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> float:
+    return float(np.abs(out.astype(float) - truth.astype(float))[hole].mean())
+
+
+def test_shipped_model_fills_towards_the_truth(tmp_path: Path) -> None:
+    """Without --weights the shipped model runs; the painted-over hole comes back close to the photo."""
+    img, mask, truth, hole = _painted_photo(tmp_path)
+    assert main(["inpaint", str(img), str(mask), "-o", str(tmp_path / "out.png"), "--device", "cpu"]) == 0
+    res = np.asarray(Image.open(tmp_path / "out.png"))
+    np.testing.assert_array_equal(res[~hole], truth[~hole])
+    assert _hole_error(res, truth, hole) < 0.2 * _hole_error(np.asarray(Image.open(img)), truth, hole)
 
 
 def test_flip_average_option_matches_the_api(tmp_path: Path, weights: Path) -> None:
@@ -186,10 +218,11 @@ def test_alpha_greyscale_exif_and_jpeg(tmp_path: Path, weights: Path) -> None:
 
 def test_baseline_method(tmp_path: Path, weights: Path) -> None:
     pytest.importorskip("cv2")
-    img, mask = _pair(tmp_path)
+    img, mask, truth, hole = _painted_photo(tmp_path)
     assert _run(weights, str(img), str(mask), "-o", str(tmp_path / "t.png"), "--method", "telea") == 0
     res = np.asarray(Image.open(tmp_path / "t.png"))
-    np.testing.assert_array_equal(res[~_hole()], _rgb()[~_hole()])
+    np.testing.assert_array_equal(res[~hole], truth[~hole])
+    assert _hole_error(res, truth, hole) < 0.2 * _hole_error(np.asarray(Image.open(img)), truth, hole)
 
 
 # ----------------------------------------------------------------------------------- folder mode

@@ -218,6 +218,51 @@ def test_write_is_atomic_no_temp_left(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
 
 
+@pytest.mark.parametrize("stage", ["encode", "write", "rename"])
+def test_a_write_failing_halfway_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage) -> None:
+    """Overwriting fails while encoding, after half the bytes reached the temp file, or at the
+    rename: the old file stays whole, no temp file is left, and the error says why."""
+    import os
+
+    import pconv.weights
+    from PIL import Image
+
+    path = write_image(tmp_path / "a.png", _rgb(seed=1))
+    old = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    if stage == "encode":
+        real_save = Image.Image.save
+
+        def half_then_fail(self, fp, *args, **kwargs):
+            real_save(self, fp, *args, **kwargs)
+            fp.truncate(len(fp.getvalue()) // 2)
+            raise OSError("encoder stopped")
+
+        monkeypatch.setattr(Image.Image, "save", half_then_fail)
+        match = "could not encode"
+    elif stage == "write":
+        real_fsync = os.fsync
+
+        def half_written(fd):  # the data went half way, then the disk filled up
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
+            real_fsync(fd)
+            fail()
+
+        monkeypatch.setattr(pconv.weights.os, "fsync", half_written)
+        match = "No space left"
+    else:
+        monkeypatch.setattr(pconv.weights.os, "replace", fail)
+        match = "No space left"
+    with pytest.raises(PConvError, match=match):
+        write_image(path, _rgb(seed=2), overwrite=True)
+    assert path.read_bytes() == old
+    np.testing.assert_array_equal(read_image(path).rgb, _rgb(seed=1))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
 def test_bad_pixels_refused(tmp_path: Path) -> None:
     with pytest.raises(PConvError, match="uint8"):
         write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))

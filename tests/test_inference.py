@@ -71,6 +71,7 @@ def test_known_pixels_exact_any_size(inp: Inpainter, size, strategy) -> None:
     res = inp.inpaint(rgb, hole, strategy=strategy)
     assert res.image.shape == rgb.shape and res.image.dtype == np.uint8
     np.testing.assert_array_equal(res.image[~hole], rgb[~hole])
+    assert (res.image[hole] != rgb[hole]).any(axis=-1).mean() > 0.5  # the hole was filled, not passed through
     assert res.windows >= 1 and not res.empty_mask
 
 
@@ -259,13 +260,15 @@ def test_bf16_close_to_fp32(weights: Path) -> None:
 
 def test_baseline_method() -> None:
     pytest.importorskip("cv2")
-    rgb, hole = _img(30, 40), _hole(30, 40)
+    truth, hole = _photo_with_hole()
+    painted = truth.copy()
+    painted[hole] = 128
     inp = Inpainter(method="telea")
     assert inp.model is None and inp.choose_strategy(5000, 5000) == "original"
-    out = inp(rgb, hole)
-    np.testing.assert_array_equal(out[~hole], rgb[~hole])
-    crop = inp(rgb, hole, strategy="crop")
-    np.testing.assert_array_equal(crop[~hole], rgb[~hole])
+    for strategy in ("auto", "crop"):
+        out = inp(painted, hole, strategy=strategy)
+        np.testing.assert_array_equal(out[~hole], truth[~hole])
+        assert _hole_error(out, truth, hole) < 0.5 * _hole_error(painted, truth, hole)  # filled towards the photo
 
 
 def test_construction_errors(tmp_path: Path) -> None:
@@ -285,23 +288,43 @@ def test_accepts_a_model_object() -> None:
     assert inp.image_size == 64 and inp.multiple == 8
 
 
-def test_readme_python_api_snippet_runs(tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's Python API example, run as written (with the shipped model once it exists)."""
+def test_readme_python_api_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python API example, run as written, with the shipped model."""
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code, "README has no python block under 'Python API'"
-    from pconv import weights as weights_module
-
-    try:
-        weights_module.default_weights_path()
-    except PConvError:  # the default model is not shipped in this checkout yet: run the snippet on a tiny one
-        monkeypatch.setattr(weights_module, "default_weights_path", lambda: weights)
     monkeypatch.chdir(tmp_path)
     exec(compile(code.group(1), "README.md", "exec"), {})
     assert Image.open(tmp_path / "filled.png").size == (640, 480)
+
+
+def _photo_with_hole() -> "tuple[np.ndarray, np.ndarray]":
+    """A real photo (the bundled example, 256x256 crop) and a hole away from its masked object."""
+    rgb = np.asarray(Image.open(Path(pconv.__file__).parent / "assets" / "example.jpg").convert("RGB"))[:256, :256]
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[40:90, 60:130] = True
+    hole[150:154, 20:240] = True  # a thin scratch
+    return rgb.copy(), hole
+
+
+def _hole_error(out: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> float:
+    return float(np.abs(out.astype(float) - truth.astype(float))[hole].mean())
+
+
+def test_shipped_model_fills_towards_the_truth() -> None:
+    """The shipped model (no fallback: a missing or broken file fails here) fills a hole painted over
+    with grey much closer to the photo than the grey was, and much closer than the mean colour would be."""
+    truth, hole = _photo_with_hole()
+    painted = truth.copy()
+    painted[hole] = 128
+    out = Inpainter(precision="fp32")(painted, hole)
+    np.testing.assert_array_equal(out[~hole], truth[~hole])
+    mean_fill = np.where(hole[:, :, None], truth[~hole].mean(0).round().astype(np.uint8), truth)
+    assert _hole_error(out, truth, hole) < 0.2 * _hole_error(painted, truth, hole)
+    assert _hole_error(out, truth, hole) < 0.3 * _hole_error(mean_fill, truth, hole)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

@@ -252,7 +252,7 @@ def expected_param_count(channels, kernels, image_channels=3, head_channels=0, f
 def test_paper_parameter_count():
     model = PConvUNet(CONFIGS["paper"])
     n = sum(p.numel() for p in model.parameters())
-    # The description of the paper's network, written out here rather than read from CONFIGS.
+    # The paper's network as its text describes it, written out here rather than read from CONFIGS.
     channels = (64, 128, 256, 512, 512, 512, 512, 512)
     kernels = (7, 5, 5, 3, 3, 3, 3, 3)
     assert CONFIGS["paper"].channels == channels and CONFIGS["paper"].kernels == kernels

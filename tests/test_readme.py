@@ -155,3 +155,20 @@ def test_make_demo_main_command():
     assert filled.shape == photo.shape
     assert np.array_equal(filled[~hole], photo[~hole])
     assert not np.array_equal(filled[hole], photo[hole])
+
+
+def test_flip_average_claims_agree(capsys):
+    """README, MODEL_CARD.md and `pconv inpaint --help` quote the same measured flip-averaging figures."""
+    from pconv.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["inpaint", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    claim = re.search(r"\((\d(?:\.\d)?)x the time, (\+\d\.\d\d) dB PSNR", help_text)
+    assert claim, help_text
+    times, gain = claim.groups()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    card = " ".join((ROOT / "MODEL_CARD.md").read_text().split())
+    assert f"{times}× the time for {gain} dB PSNR" in readme
+    card_claim = re.search(r"Flip averaging .*?\*\*(\+\d\.\d\d) dB\*\* PSNR overall .*?\*\*(\d\.\d)×\*\* the time", card)
+    assert card_claim and card_claim.group(1) == gain and float(card_claim.group(2)) == float(times), card_claim

@@ -83,14 +83,19 @@ def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict
 @pytest.mark.parametrize("method", ["pconv", "telea"])
 def test_round_trip_keeps_known_pixels(client, method):
     img, hole = photo(), hole_mask()
-    r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": method})
+    painted = img.copy()
+    painted[hole] = 0  # what the client wants gone
+    r = client.post(URL, files=files(encode(painted), mask_png(hole)), data={"method": method})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
     assert r.headers["x-pconv-method"] == method
     out = decode(r.content)
     assert out.shape == img.shape
     np.testing.assert_array_equal(out[~hole], img[~hole])  # known pixels exactly kept
-    assert (out[hole] != img[hole]).any()  # the hole was filled with something new
+    assert (out[hole] != 0).mean() > 0.9  # the hole was filled with something new
+    if method == "telea":  # a real fill (the pconv model here has random weights): towards the photo
+        error = np.abs(out.astype(int) - img.astype(int))[hole].mean()
+        assert error < 0.2 * np.abs(painted.astype(int) - img.astype(int))[hole].mean()
 
 
 def test_default_method_and_model_info(client, weights):
@@ -222,6 +227,13 @@ def test_health_info_docs(client):
     assert info.strategies == ["auto", "crop", "resize", "original"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "://" not in docs.text  # no CDN: every asset comes from this server
+    import re
+
+    assets = re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", docs.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/api/v1/inpaint"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert {"image", "mask", "method", "strategy", "invert_mask", "output_format"} <= set(body["properties"])
@@ -293,8 +305,8 @@ def test_503_with_retry_after_when_the_queue_is_full():
                 break
             threading.Event().wait(0.01)
         r = _post(base)
-        body = assert_error(r, 503, "busy", "busy")
-        assert r.headers["retry-after"] == "7" and body
+        assert_error(r, 503, "busy", "busy", "try again")
+        assert r.headers["retry-after"] == "7"
         blocking.release.set()
         assert first.result().status_code == 200 and second.result().status_code == 200
         assert _post(base).status_code == 200  # free again

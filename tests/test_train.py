@@ -133,26 +133,56 @@ def _torchrun(config_path: Path, extra: list, nproc: int = 2, **popen) -> subpro
                             start_new_session=True, **popen)
 
 
+def _descendants(pid: int) -> list:
+    """The process ids below ``pid`` (Linux /proc), children first."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [p for c in children for p in (c, *_descendants(c))]
+
+
+def _wait_gone(pids: list, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    for pid in pids:
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"process {pid} still runs after SIGKILL")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds torchrun's workers through /proc")
 def test_ddp_matches_single_process_and_resumes_after_kill(tmp_path):
     # One process, global batch 4.
     single = _config(tmp_path / "single", model=NO_BN_MODEL, steps=24, lr=1e-3, ckpt_every=3, val_every=1000)
     train(single, progress=False)
-    # Two processes (gloo), batch 2 each: same samples per step, gradients averaged by DDP.
-    ddp = single.replace(out=str(tmp_path / "ddp" / "run"))
+    # Two processes (gloo), batch 2 each: same samples per step, gradients averaged by DDP. The first
+    # leg asks for far more steps than it will get, so the kill always lands mid-run.
+    ddp = single.replace(out=str(tmp_path / "ddp" / "run"), steps=100_000, ckpt_every=12)
     ddp.save(tmp_path / "ddp.json")
     proc = _torchrun(tmp_path / "ddp.json", [])
     deadline = time.time() + 120
     run_dir = Path(ddp.out)
     while time.time() < deadline and proc.poll() is None and not list(run_dir.glob("ckpt-*.pt")):
         time.sleep(0.01)
-    killed = proc.poll() is None
-    if killed:  # kill the whole process group hard, as a crash would
-        os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()}"
+    workers = _descendants(proc.pid)  # torchrun starts each worker with setsid, apart from its group
+    assert len(workers) >= 2, workers
+    for pid in [proc.pid, *workers]:  # everything, hard, as a crash would
+        os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert list(run_dir.glob("ckpt-*.pt")), proc.stdout.read()
-    proc = _torchrun(tmp_path / "ddp.json", ["--resume"])
+    assert proc.returncode == -signal.SIGKILL
+    _wait_gone(workers)
+    ckpts = sorted(int(p.stem.split("-")[1]) for p in run_dir.glob("ckpt-*.pt"))
+    assert ckpts and ckpts[-1] < 24, ckpts  # killed before the end of the 24 steps compared below
+    proc = _torchrun(tmp_path / "ddp.json", ["--resume", "--steps", "24"])
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+    assert f"steps {ckpts[-1]}->24" in out, out  # the resumed run started from the checkpoint
     a = _weights(Path(single.out) / "last.safetensors")
     b = _weights(run_dir / "last.safetensors")
     for k in a:

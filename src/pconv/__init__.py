@@ -8,11 +8,11 @@ __version__ = "0.1.0"
 import os as _os
 
 # How torch's OpenMP threads wait for each other decides inference speed. libgomp's default, a long
-# spin, made an inpainting 2.7-12x slower than sleeping (OMP_WAIT_POLICY=PASSIVE, pconv's earlier
-# default) beside a process holding one of two cores; sleeping made it 1.6-2.4x slower than spinning
-# on a quiet machine, where each of its thousands of small operations wakes the threads. A short spin
-# is 5-16 % behind the long one when quiet and 1.3-2.4x PASSIVE under load (BENCHMARKS.md,
-# bench_inference). Only a default: values the user set win. It must be set before torch is imported.
+# spin, made an inpainting 1.5-12x slower than sleeping (OMP_WAIT_POLICY=PASSIVE) beside a process
+# holding one of two cores; sleeping made it 1.6-2.9x slower than spinning on a quiet machine, where
+# each of its thousands of small operations wakes the threads. A short spin is 5-26 % behind the long
+# one when quiet and 1.3-2.4x PASSIVE under load (benchmarks/bench_inference.py, several runs;
+# BENCHMARKS.md, "Inference"). Only a default: values the user set win. It must be set before torch is imported.
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 

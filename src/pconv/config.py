@@ -24,7 +24,7 @@ class TrainConfig:
     val_count: int = 16                 #: photos held out for validation (fixed masks, fixed crops)
     image_size: int = 256               #: training crop size; the cpu model is meant for 256
     #: "strokes" (brush strokes), "noise" (ragged blobs and thin broken lines, closer to the paper's
-    #: occlusion masks), "mixed" (half each; measured best, MODEL_CARD.md), or a folder of mask images
+    #: occlusion masks), "mixed" (half each; measured best, docs/experiments.md, 9), or a folder of mask images
     #: (white = hole), augmented as in the paper
     mask_source: str = "mixed"
     #: crops: the photo's short side is resized to a random size in [image_size, max_zoom_out·image_size]

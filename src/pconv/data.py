@@ -82,7 +82,7 @@ def random_crop(im: Image.Image, size: int, rng: np.random.Generator, max_zoom_o
 
     Only the crop is resampled (Pillow's ``box``): the same pixels as resizing the whole photo and
     then cropping, up to rounding (at most 2 levels, in a few % of the values), for much less work
-    (a batch of 6 loads in 51 ms instead of 91 ms, BENCHMARKS.md).
+    (benchmarks/bench_train.py times the pipeline: BENCHMARKS.md, "Data pipeline").
     """
     short = min(im.size)
     hi = max(size, min(short, int(max_zoom_out * size)))

@@ -76,7 +76,7 @@ def keep_freed_memory() -> bool:
     A training step allocates and frees hundreds of multi-megabyte tensors; by default glibc
     serves them with fresh mmaps or trims its heap, so every new tensor page-faults its memory
     in again. Keeping it (mmap threshold at glibc's 32 MiB maximum, no trimming) made the cpu
-    model's full-loss training step 24 % shorter on this CPU (BENCHMARKS.md). The cost: the
+    model's bf16 full-loss training step 4-24 % shorter (benchmarks/bench_train.py, BENCHMARKS.md). The cost: the
     process keeps its peak heap until it exits. The CLI turns this on; library users may call it.
     Returns False where it does not apply (not glibc), True once set.
     """

@@ -4,7 +4,7 @@ With separate PyTorch operations, a partial convolution reads or writes full-siz
 more than a plain convolution: the valid-channel count of a per-channel mask is a second read of the
 mask; under bf16 autocast the masked input is written in float32, then read again to cast it; in the
 backward pass the gradient is read once to scale it and once more for the bias gradient. On a CPU,
-where the bf16 convolution itself is fast, those passes cost 15–20 % of a layer step (BENCHMARKS.md,
+where the bf16 convolution itself is fast, those passes cost 12–19 % of a layer step (BENCHMARKS.md,
 bench_layers). Three small C++ kernels (``csrc/fused_cpu.cpp``) do each group in one pass:
 
 - masking + valid-channel count + cast to the convolution's dtype (forward),

@@ -237,7 +237,7 @@ class InpaintingLoss(nn.Module):
     when needed and not given (never when perceptual = style = 0).
     ``precision``: "bf16" runs the VGG forward/backward under bf16 autocast (losses, Gram matrices and
     L1s stay fp32): on real photos the total is within 4e-4 of fp32 (relative), the gradient to the
-    output has cosine ≈ 0.998 with fp32's, and the loss runs 1.4–1.75× faster on this CPU (BENCHMARKS.md, "Loss").
+    output has cosine ≈ 0.998 with fp32's, and the loss runs 1.75× faster on an AVX-512 BF16 CPU (BENCHMARKS.md, "Loss").
     "fp32" runs everything in fp32. "auto" (default) picks bf16 where the hardware runs it natively
     (CUDA with bf16 support; CPUs with AVX512-BF16/AMX through oneDNN) and fp32 elsewhere, where bf16
     would be emulated and slower. ``channels_last`` stores the VGG and its input in channels_last

@@ -60,7 +60,7 @@ class PConvUNetConfig:
     #: With ``fill_residual``: hole parts narrower than this many pixels (those a ``k``×``k``
     #: morphological opening of the hole removes: scratches, thin strokes, specks) keep the smooth
     #: fill, the network's residual set to 0 there. On held-out photos the shipped network's
-    #: residual cost 0.15 dB on such parts in the 1-10 % hole bucket (MODEL_CARD.md). 0 = off.
+    #: residual cost 0.15 dB on such parts in the 1-10 % hole bucket (docs/experiments.md, 18). 0 = off.
     thin_hole_fill: int = 0
     #: Training resolution the configuration is meant for (inference uses it to pick a strategy).
     image_size: int = 512

@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,6 +39,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from pconv import __version__
 from pconv.errors import PConvError
+from pconv.imageio import PNG_OPTIONS
 from pconv.schema import (
     METHODS,
     OUTPUT_FORMATS,
@@ -64,7 +66,7 @@ _OUTPUT_BY_INPUT: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
     "MPO": ("JPEG", "image/jpeg", {"quality": 95, "subsampling": 0}),
     "WEBP": ("WEBP", "image/webp", {"lossless": True}),
 }
-_PNG = ("PNG", "image/png", {"compress_level": 6})
+_PNG = ("PNG", "image/png", PNG_OPTIONS)
 _FORM_FIELDS = {"image", "mask", *InpaintOptions.model_fields}
 
 #: Builds the inpainter of one method: ``factory(settings, method) -> callable(image, mask, **kw)``.
@@ -339,7 +341,8 @@ def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, m
 
 
 class _SecurityHeaders:
-    """Pure ASGI middleware: a strict CSP for the page and the API (not for /docs, which loads Swagger UI)."""
+    """Pure ASGI middleware: a strict CSP for the page and the API (not for /docs, whose page starts
+    Swagger UI with an inline script)."""
 
     CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -348,7 +351,7 @@ class _SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(("/docs", "/redoc")):
+        if scope["type"] != "http" or scope["path"].startswith("/docs"):
             await self.app(scope, receive, send)
             return
 
@@ -416,9 +419,11 @@ def create_app(settings: Optional[ServerSettings] = None, *,
         finally:
             app.state.gate.shutdown()
 
-    app = FastAPI(title="pconv", version=__version__, lifespan=lifespan,
-                  description="Image inpainting with Partial Convolutions (Liu et al., ECCV 2018). "
-                  "Masks: white = hole. Errors are JSON: {\"error\": code, \"detail\": reason}.")
+    # Swagger UI from the fastapi-offline package's own copy (served under /static-offline-docs), not
+    # from a CDN: /docs works without internet. No /redoc: ReDoc's page fetches its logo from a CDN.
+    app = FastAPIOffline(title="pconv", version=__version__, lifespan=lifespan, redoc_url=None,
+                         description="Image inpainting with Partial Convolutions (Liu et al., ECCV 2018). "
+                         "Masks: white = hole. Errors are JSON: {\"error\": code, \"detail\": reason}.")
     app.state.settings, app.state.models = settings, models
     app.add_middleware(_SecurityHeaders)
 

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's ~89M)")
     p.add_argument("--flip-average", action="store_true",
-                   help="also fill the mirrored photo and average (~1.8x the time; +0.04 dB PSNR on our evaluation)")
+                   help="also fill the mirrored photo and average (2x the time, +0.04 dB PSNR: MODEL_CARD.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = bf16 on CPUs with native bf16 and on GPUs, else fp32")
