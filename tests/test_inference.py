@@ -31,7 +31,19 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def inp(weights: Path) -> Inpainter:
+    """The network's fill alone: what the tests that rebuild the network's output by hand need."""
+    return Inpainter(weights, method="pconv-smooth", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def photo(weights: Path) -> Inpainter:
+    """The default method, the photographic fill (network + detail transfer)."""
     return Inpainter(weights, precision="fp32")
+
+
+@pytest.fixture(params=["pconv-smooth", "pconv"])
+def either(request: pytest.FixtureRequest, inp: Inpainter, photo: Inpainter) -> Inpainter:
+    return inp if request.param == "pconv-smooth" else photo
 
 
 def _img(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -65,10 +77,10 @@ def test_exported_from_package() -> None:
 
 @pytest.mark.parametrize("size", [(5, 7), (37, 53), (64, 64), (65, 8), (100, 129)])
 @pytest.mark.parametrize("strategy", ["auto", "original", "crop", "resize"])
-def test_known_pixels_exact_any_size(inp: Inpainter, size, strategy) -> None:
+def test_known_pixels_exact_any_size(either: Inpainter, size, strategy) -> None:
     h, w = size
     rgb, hole = _img(h, w), _hole(h, w)
-    res = inp.inpaint(rgb, hole, strategy=strategy)
+    res = either.inpaint(rgb, hole, strategy=strategy)
     assert res.image.shape == rgb.shape and res.image.dtype == np.uint8
     np.testing.assert_array_equal(res.image[~hole], rgb[~hole])
     assert (res.image[hole] != rgb[hole]).any(axis=-1).mean() > 0.5  # the hole was filled, not passed through
@@ -82,12 +94,12 @@ def test_original_matches_padded_network_by_hand(inp: Inpainter) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["original", "crop", "resize"])
-def test_hole_content_never_leaks(inp: Inpainter, strategy) -> None:
+def test_hole_content_never_leaks(either: Inpainter, strategy) -> None:
     """What lies under the hole (the object to remove) cannot change the fill."""
     rgb, hole = _img(150, 170), _hole(150, 170)
     other = rgb.copy()
     other[hole] = 255 - other[hole]
-    np.testing.assert_array_equal(inp(rgb, hole, strategy=strategy), inp(other, hole, strategy=strategy))
+    np.testing.assert_array_equal(either(rgb, hole, strategy=strategy), either(other, hole, strategy=strategy))
 
 
 def test_auto_rule(inp: Inpainter) -> None:
@@ -341,7 +353,7 @@ def test_legacy_pt_checkpoint_loads_weights_only(tmp_path: Path, inp: Inpainter)
 
 
 def test_flip_average_is_the_mean_of_both_passes_and_mirror_exact(weights: Path):
-    inp = Inpainter(weights, precision="fp32", flip_average=True)
+    inp = Inpainter(weights, method="pconv-smooth", precision="fp32", flip_average=True)
     model = inp.model
     rgb, hole = _img(64, 64, seed=3), _hole(64, 64)
     out = np.asarray(inp(rgb, hole))
@@ -353,5 +365,38 @@ def test_flip_average_is_the_mean_of_both_passes_and_mirror_exact(weights: Path)
     np.testing.assert_array_equal(out, np.where(hole[:, :, None], ref, rgb))
     mirrored = np.asarray(inp(rgb[:, ::-1].copy(), hole[:, ::-1].copy()))
     np.testing.assert_array_equal(mirrored, out[:, ::-1])
-    plain = np.asarray(Inpainter(weights, precision="fp32")(rgb, hole))
+    plain = np.asarray(Inpainter(weights, method="pconv-smooth", precision="fp32")(rgb, hole))
     assert not np.array_equal(plain, out)  # the second pass changes the fill
+
+
+def test_photographic_fill_is_the_smooth_fill_plus_transferred_detail(inp: Inpainter, photo: Inpainter) -> None:
+    """Up to 2·S the default method is exactly transfer_detail over the network's own result."""
+    from pconv.texture import transfer_detail
+
+    rgb, hole = _img(96, 120, seed=5), _hole(96, 120)
+    smooth = inp(rgb, hole)
+    out = photo(rgb, hole)
+    np.testing.assert_array_equal(out, transfer_detail(smooth, hole, photo.texture, photo.seed))
+    assert not np.array_equal(out, smooth)
+    np.testing.assert_array_equal(out[~hole], rgb[~hole])
+
+
+def test_photographic_fill_is_deterministic_and_seeded(weights: Path, photo: Inpainter) -> None:
+    rgb, hole = _img(96, 96, seed=2), np.zeros((96, 96), bool)
+    hole[20:76, 24:80] = True  # blocks inside the hole draw their source: the seed matters there
+    np.testing.assert_array_equal(photo(rgb, hole), photo(rgb, hole))
+    other = Inpainter(weights, precision="fp32", seed=1)
+    assert not np.array_equal(other(rgb, hole), photo(rgb, hole))
+
+
+def test_photographic_fill_of_a_large_photo_works_per_hole_region(inp: Inpainter, photo: Inpainter) -> None:
+    """Above 2·S the detail is transferred around each group of holes; known pixels stay exact."""
+    h, w = 150, 400
+    rgb = _img(h, w, seed=4)
+    hole = np.zeros((h, w), bool)
+    hole[20:40, 30:60] = True
+    hole[100:130, 330:370] = True
+    out, smooth = photo(rgb, hole), inp(rgb, hole)
+    np.testing.assert_array_equal(out[~hole], rgb[~hole])
+    for ys, xs in ((slice(20, 40), slice(30, 60)), (slice(100, 130), slice(330, 370))):
+        assert not np.array_equal(out[ys, xs], smooth[ys, xs])  # every region got detail

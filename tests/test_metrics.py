@@ -88,3 +88,60 @@ def test_bad_inputs_are_clear_errors(img):
         hole_l1(img, img, np.zeros((3, 3), bool))
     with pytest.raises(PConvError, match="float array"):
         l1(np.zeros((4, 4), np.int64), np.zeros((4, 4), np.int64))
+
+
+# ------------------------------------------------------------------------------ detail ratio
+def _detail_by_hand(rgb: np.ndarray, hole: np.ndarray) -> float:
+    """Grey (ITU-R 601) minus a sigma-1.5 Gaussian with OpenCV's border (reflect-101), independently."""
+    from scipy.ndimage import gaussian_filter
+
+    grey = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    low = gaussian_filter(grey, 1.5, mode="mirror", truncate=4.0)
+    return float(np.abs(grey - low)[hole].mean())
+
+
+def _ramp(size: int = 32) -> np.ndarray:
+    return np.linspace(0.2, 0.8, size)[None, :, None] * np.ones((size, size, 3))
+
+
+def _textured(seed: int = 0, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(_ramp(size) + rng.normal(0, 0.05, (size, size, 3)), 0, 1)
+
+
+def test_hole_detail_matches_a_hand_computed_value():
+    from pconv.metrics import hole_detail
+
+    img = _textured()
+    hole = np.zeros((32, 32), bool)
+    hole[8:20, 10:26] = True
+    assert hole_detail(img, hole) == pytest.approx(_detail_by_hand(img, hole), rel=1e-4)
+
+
+def test_detail_ratio_flat_truth_noise():
+    from pconv.metrics import detail_ratio
+
+    gt = _textured()
+    hole = np.zeros((32, 32), bool)
+    hole[8:24, 8:24] = True
+    flat = gt.copy()
+    flat[hole] = _ramp()[hole]  # a smooth fill: the ramp without its texture
+    flat_ratio = detail_ratio(flat, gt, hole)
+    assert detail_ratio(gt, gt, hole) == 1.0
+    # the smooth fill's only "detail" is the known texture next to the hole's edge, seen through the blur
+    assert 0 <= flat_ratio < 0.35
+    inner = np.zeros_like(hole)
+    inner[14:18, 14:18] = True  # beyond the blur's reach (4 sigma = 6 px) from the known texture
+    assert detail_ratio(flat, gt, inner) == pytest.approx(0.0, abs=1e-5)  # a linear ramp has no detail
+    noisy = np.clip(gt + np.random.default_rng(1).normal(0, 0.05, gt.shape) * hole[..., None], 0, 1)
+    assert detail_ratio(noisy, gt, hole) > 1.2  # added noise raises it
+    assert math.isnan(detail_ratio(gt, np.full_like(gt, 0.5), hole))  # a flat truth has no scale
+
+
+def test_detail_measures_refuse_bad_input():
+    from pconv.metrics import hole_detail
+
+    with pytest.raises(PConvError, match="RGB"):
+        hole_detail(np.zeros((8, 8)), np.ones((8, 8), bool))
+    with pytest.raises(PConvError, match="does not match"):
+        hole_detail(np.zeros((8, 8, 3)), np.ones((4, 8), bool))

@@ -1,0 +1,101 @@
+"""Detail transfer (pconv.texture): exactness, determinism, what it copies, and its errors."""
+import numpy as np
+import pytest
+import torch
+
+from pconv.errors import PConvError
+from pconv.metrics import detail_ratio, hole_detail
+from pconv.texture import TextureConfig, gaussian_blur, high_pass, transfer_detail
+
+
+def _scene(size: int = 96, seed: int = 0):
+    """A smooth colour ramp with a stationary texture on it, a square hole, and the ideal smooth fill."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    smooth = np.stack([0.3 + 0.4 * x, 0.6 - 0.3 * y, 0.4 + 0.1 * x], axis=-1)
+    texture = rng.normal(0, 0.06, (size, size, 1))
+    photo = (np.clip(smooth + texture, 0, 1) * 255).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[28:68, 30:70] = True
+    fill = photo.copy()
+    fill[hole] = (smooth[hole] * 255).round().astype(np.uint8)
+    return photo, hole, fill
+
+
+def test_known_pixels_exact_and_hole_gains_the_photos_detail():
+    photo, hole, fill = _scene()
+    out = transfer_detail(fill, hole)
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert detail_ratio(fill, photo, hole) < 0.3
+    assert 0.8 < detail_ratio(out, photo, hole) < 1.25  # the copied detail has the photo's strength
+    # the fill's low layer is kept: blurred, the result still matches the smooth fill in the hole's middle
+    f = lambda a: gaussian_blur(torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255, 3.0)[0]
+    inner = np.zeros_like(hole)
+    inner[38:58, 40:60] = True
+    diff = (f(out) - f(fill)).abs().permute(1, 2, 0).numpy()[inner]
+    assert diff.mean() < 0.02
+
+
+def test_deterministic_for_a_seed_and_the_seed_matters():
+    photo, hole, fill = _scene()
+    a, b = transfer_detail(fill, hole, seed=3), transfer_detail(fill, hole, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, transfer_detail(fill, hole, seed=4))
+
+
+def test_no_detail_in_the_photo_means_nothing_is_added():
+    """A photo without texture (a linear ramp) has no detail to copy: the fill comes back unchanged."""
+    size = 64
+    ramp = np.linspace(40, 200, size)[None, :, None] * np.ones((size, size, 3))
+    photo = ramp.round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[20:44, 20:44] = True
+    out = transfer_detail(photo, hole)
+    assert np.abs(out.astype(int) - photo.astype(int)).max() <= 1  # rounding of the ramp's own detail only
+
+
+def test_the_copied_detail_comes_from_the_known_region():
+    """The known region's detail (a fine checkerboard) is what fills the hole."""
+    size = 64
+    photo = np.full((size, size, 3), 128, np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    checker = ((yy // 2 + xx // 2) % 2 * 60 - 30).astype(np.int16)
+    photo = np.clip(photo + checker[..., None], 0, 255).astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[16:48, 16:48] = True
+    fill = photo.copy()
+    fill[hole] = 128
+    out = transfer_detail(fill, hole)
+    assert hole_detail(out, hole) > 0.5 * hole_detail(photo, hole)
+    hp = high_pass(torch.from_numpy(out).permute(2, 0, 1)[None].float(), 1.5)[0, 0].numpy()
+    ref = high_pass(torch.from_numpy(photo).permute(2, 0, 1)[None].float(), 1.5)[0, 0].numpy()
+    inner = np.zeros_like(hole)
+    inner[24:40, 24:40] = True
+    # the pasted detail is the checkerboard's, up to a shift: |correlation| with a shifted copy is high
+    best = max(abs(np.corrcoef(hp[inner], np.roll(ref, (dy, dx), (0, 1))[inner])[0, 1])
+               for dy in range(4) for dx in range(4))
+    assert best > 0.8
+
+
+def test_edge_cases():
+    photo, hole, fill = _scene(48)
+    np.testing.assert_array_equal(transfer_detail(fill, np.zeros_like(hole)), fill)  # no hole
+    everywhere = np.ones_like(hole)
+    everywhere[0, 0] = False  # no block lies wholly outside the hole: nothing to copy from
+    np.testing.assert_array_equal(transfer_detail(fill, everywhere), fill)
+    tiny = np.zeros((3, 5, 3), np.uint8)
+    np.testing.assert_array_equal(transfer_detail(tiny, np.ones((3, 5), bool)), tiny)
+
+
+def test_bad_input_and_settings_are_clear_errors():
+    photo, hole, fill = _scene(32)
+    with pytest.raises(PConvError, match="uint8"):
+        transfer_detail(fill.astype(np.float32), hole)
+    with pytest.raises(PConvError, match="does not match"):
+        transfer_detail(fill, hole[:16])
+    with pytest.raises(PConvError, match="block"):
+        TextureConfig(block=7)
+    with pytest.raises(PConvError, match="sigma"):
+        TextureConfig(sigma=0)
+    with pytest.raises(PConvError, match="context"):
+        TextureConfig(context=2)
