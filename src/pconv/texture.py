@@ -1,23 +1,28 @@
 """Texture transfer: give a smooth fill the fine detail of the photo around the hole.
 
 A network trained for PSNR paints the low frequencies of a hole well (colour, shading, the course
-of edges) and leaves its fine detail out: grass, gravel and water come out as fog. This module
-keeps the fill's low-pass layer and paints the high-pass layer (detail finer than a Gaussian of
-``sigma``) with detail copied from the known part of the same photo:
+of edges) and leaves its fine detail out: grass, gravel and water come out as fog. This module adds
+to the fill a detail layer (what a Gaussian of ``sigma`` removes) copied from the known part of the
+same photo:
 
-1. Split the photo (hole pixels holding the smooth fill) into ``low = blur(photo, sigma)`` and
+1. Split the photo (hole pixels holding the fill) into ``low = blur(photo, sigma)`` and
    ``detail = photo − low``.
-2. Cover the hole with blocks of ``block`` px on a grid of half that stride. Each block's
-   descriptor is its context window (``context`` × block) average-pooled to a 4×4 grid of mean
-   colours of the low layer: it says "green above, grey below" rather than anything about fine
-   detail, which the fill does not have.
-3. For every hole block, find among all blocks lying wholly in the known region (sources) the
-   ``candidates`` nearest descriptors (exact search: one matrix product per chunk) and pick one of
-   them with a seeded generator, so a flat fill does not repeat one source tile everywhere.
-4. Paste each chosen source block's detail layer with a sine window. The squares of sine windows at
-   half overlap sum to one, so uncorrelated blocks blend without losing contrast (the detail's
-   variance is kept where a plain average would halve it).
-5. Add the result to the fill's low layer in the hole; known pixels stay the photo's exactly.
+2. Cover the hole with blocks of ``block`` px on a grid of half that stride. A block's descriptor
+   is its context window (``context`` blocks a side) average-pooled to a 4×4 grid of low-layer
+   colours: "green above, grey below", not fine detail, which the fill does not have.
+3. For every hole block, find among the blocks lying wholly in the known region (sources) the
+   nearest descriptors (exact search, one matrix product per chunk). Blocks that overlap the known
+   region take, among the ``rerank`` nearest, the source whose detail correlates best with their
+   known detail, so the texture continues across the hole's edge; the others draw one of the
+   ``candidates`` nearest with a seeded generator, so a flat fill does not repeat one tile.
+4. Coherence: for ``propagation`` rounds a block adopts its neighbour's source, shifted by their
+   distance, when that source is nearly as close (``coherence``): neighbours then copy one
+   continuous piece of texture rather than a patchwork.
+5. Paste each source's detail with a sin² window. Where overlapping blocks copy one continuous piece
+   the weighted mean reproduces it; where they copy unrelated pieces, dividing by the root of the
+   squared weights instead keeps the detail's contrast (variance-preserving blending).
+6. Add ``gain`` × the pasted detail to the fill in the hole (parts narrower than ``min_width`` px
+   may keep the fill as it is); known pixels stay the photo's exactly.
 
 Pure tensor code; deterministic for a given ``seed`` (the search is exact, the draw is seeded).
 """
@@ -40,16 +45,15 @@ __all__ = ["TextureConfig", "transfer_detail", "gaussian_blur", "high_pass"]
 class TextureConfig:
     """Settings of :func:`transfer_detail` (defaults chosen by measurement, MODEL_CARD.md)."""
 
-    sigma: float = 1.5          #: the split between low and detail layers (Gaussian sigma, px)
+    sigma: float = 2.5          #: the split between low and detail layers (Gaussian sigma, px)
     block: int = 16             #: side of a pasted detail block (px); the grid stride is half of it
     context: int = 3            #: descriptor window, in blocks (odd): the block and its neighbours
     candidates: int = 4         #: draw the source among this many nearest descriptors
     source_stride: int = 4      #: sources are taken on a grid of this stride (px)
     max_sources: int = 20000    #: cap on the number of source blocks (stride grows beyond it)
-    gain: float = 1.0           #: scale of the pasted detail
-    ramp: float = 0.0           #: px over which the detail fades in from the hole's edge (0 = none)
-    keep_fill_detail: bool = False  #: add the detail to the fill instead of to its low layer
-    luma_only: bool = False     #: paste the detail's luma only (grey detail on every channel)
+    gain: float = 0.85          #: scale of the pasted detail
+    #: hole parts narrower than this (px) keep the fill as it is (scratches, specks); 0 = none
+    min_width: int = 0
     propagation: int = 4        #: rounds in which blocks may adopt a neighbour's (shifted) source
     coherence: float = 1.5      #: ... when its descriptor distance is within this factor of their own
     rerank: int = 16            #: blocks on the hole's edge choose among this many nearest sources ...
@@ -64,8 +68,8 @@ class TextureConfig:
             raise PConvError(f"texture context must be an odd number of blocks, got {self.context}")
         if self.candidates < 1 or self.source_stride < 1 or self.max_sources < 1:
             raise PConvError("texture candidates, source_stride and max_sources must be >= 1")
-        if self.gain < 0 or self.ramp < 0:
-            raise PConvError("texture gain and ramp must be >= 0")
+        if self.gain < 0 or self.min_width < 0:
+            raise PConvError("texture gain and min_width must be >= 0")
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -271,15 +275,12 @@ def transfer_detail(
     norm = coherent * s1 + (1 - coherent) * s2.sqrt()
     canvas = torch.zeros(3, h * w).index_add_(1, flat, (raw * window).reshape(3, -1)).view(3, h, w) / norm
 
-    fade = torch.ones(h, w)
-    if cfg.ramp > 0:
+    if cfg.min_width > 1:
         import cv2
 
-        dist_in = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
-        fade = torch.from_numpy(np.clip(dist_in / cfg.ramp, 0.0, 1.0).astype(np.float32))
-    base = x[0] if cfg.keep_fill_detail else low
-    if cfg.luma_only:
-        canvas = (canvas * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True).expand(3, h, w)
-    out = base + cfg.gain * fade * canvas
+        kernel = np.ones((cfg.min_width, cfg.min_width), np.uint8)
+        wide = cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+        canvas = canvas * torch.from_numpy(wide)
+    out = x[0] + cfg.gain * canvas
     out = out.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     return np.where(hole[:, :, None], out, image)
