@@ -2,16 +2,16 @@
 
 Rows, eager and compiled side by side (repetitions interleaved, min and median reported):
 
-  train   the shipped configuration (cpu-fill-bh) at 256², batch 6, bf16 autocast + channels_last
+  train   --config (default: the shipped cpu-fill-bh) at 256², batch 6, bf16 autocast + channels_last
           where the hardware has bf16, the hole-MSE + TV loss of its last fine-tuning; one step =
           forward, loss, backward, Adam (what `pconv train --compile true` compiles: the U-Net)
-  infer   pconv.Inpainter(compile=...) on one photo with a 20 % hole at 256² and 512² (what
+  infer   pconv.Inpainter(compile=...) with --config on one photo with a 20 % hole at 256² and 512² (what
           `pconv inpaint --compile` does)
 
 "compile" is the first call's time (tracing and code generation) less a steady call's; it is paid
 again for every new input size.
 
-    python benchmarks/bench_compile.py [--device cpu] [--reps 5] [--quick]
+    python benchmarks/bench_compile.py [--device cpu] [--config cpu] [--reps 5] [--skip-train] [--skip-infer]
 """
 from __future__ import annotations
 
@@ -81,11 +81,15 @@ def bench_train(device: torch.device, size: int, batch: int, reps: int, config: 
     return {"what": f"train {config} {size}² batch {batch} {precision}", "first_s": first, "times_s": t}
 
 
-def bench_infer(device: torch.device, sizes: List[int], reps: int) -> List[dict]:
+def bench_infer(device: torch.device, sizes: List[int], reps: int, config: str = "cpu-fill-bh") -> List[dict]:
     from pconv.inference import Inpainter
+    from pconv.model import build_model
 
     rows = []
-    eager, compiled = Inpainter(device=str(device)), Inpainter(device=str(device), compile=True)
+    torch.manual_seed(0)
+    model = build_model(config)  # random weights: the same work as trained ones
+    eager = Inpainter(model, method="pconv", device=str(device))
+    compiled = Inpainter(build_model(config), method="pconv", device=str(device), compile=True)
     compiled.model.load_state_dict(eager.model.state_dict())
     for size in sizes:
         rng = np.random.default_rng(size)
@@ -97,7 +101,7 @@ def bench_infer(device: torch.device, sizes: List[int], reps: int) -> List[dict]
         first = {k: _first_call(fn, device) for k, fn in calls.items()}
         t = _interleaved(calls, reps, device)
         same = np.abs(calls["eager"]().image.astype(int) - calls["compiled"]().image.astype(int)).max()
-        rows.append({"what": f"infer cpu-fill-bh {size}² batch 1 {eager.precision}", "first_s": first, "times_s": t,
+        rows.append({"what": f"infer {config} {size}² batch 1 {eager.precision}", "first_s": first, "times_s": t,
                      "max_abs_diff_uint8": int(same)})
     return rows
 
@@ -117,6 +121,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--config", default="cpu-fill-bh",
+                    help="model configuration (the shipped cpu-fill-bh unrolls its smooth fill's ~700 "
+                         "relaxation steps into the graph: the slowest to compile)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="inference sizes")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
     args = ap.parse_args()
@@ -128,9 +136,9 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if not args.skip_train:
-        _print(bench_train(device, 256, 6, args.reps))
+        _print(bench_train(device, 256, 6, args.reps, args.config))
     if not args.skip_infer:
-        for row in bench_infer(device, [256, 512], args.reps):
+        for row in bench_infer(device, args.sizes, args.reps, args.config):
             _print(row)
 
 
