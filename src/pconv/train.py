@@ -173,7 +173,7 @@ def _initial_model(config: TrainConfig, announce: bool) -> PConvUNet:
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the exported weights."""
     rank, world, device, own_group = _setup_distributed(config.device)
-    distributed = dist.is_initialized()
+    distributed = "RANK" in os.environ  # under torchrun: DDP, even for one process
     is_main = rank == 0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
