@@ -14,6 +14,7 @@ Then the PConv U-Net forward time (batch 1, no_grad) at 256² and 512² for each
 fp32 NCHW against bf16 autocast + channels_last.
 
 Run: .venv/bin/python benchmarks/bench_layers.py [--fused] [--threads N]   (--quick for a smoke run)
+On a GPU: benchmarks/bench_layers.py --device cuda (the layer rows only; benchmarks/accelerator_check.py runs it).
 """
 from __future__ import annotations
 
@@ -52,9 +53,15 @@ class ReferencePartialConv2d(nn.Conv2d):
 
 
 def _times(
-    fns: Dict[str, Callable[[], None]], min_reps: int, min_seconds: float, warmup: int
+    fns: Dict[str, Callable[[], None]], min_reps: int, min_seconds: float, warmup: int,
+    device: torch.device = torch.device("cpu"),
 ) -> Dict[str, Tuple[float, float]]:
-    """(min, median) seconds per function, repetitions interleaved round-robin."""
+    """(min, median) seconds per function, repetitions interleaved round-robin. On a GPU each
+    timing waits for the device's queue before and after (kernels run asynchronously)."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -63,23 +70,31 @@ def _times(
     reps = 0
     while reps < min_reps or time.perf_counter() - start < min_seconds:
         for name, fn in fns.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
         reps += 1
     return {k: (min(v), statistics.median(v)) for k, v in times.items()}
 
 
 def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_seconds: float,
-                 with_fused: bool = False) -> List[dict]:
+                 with_fused: bool = False, device: str = "cpu") -> List[dict]:
+    """The layer rows on ``device`` ("cpu" or a CUDA device; the fused kernels are CPU-only).
+    Returns one dict per dtype and layout with (min, median) seconds per implementation."""
+    dev = torch.device(device)
+    if with_fused and dev.type != "cpu":
+        raise ValueError("the fused kernels run on the CPU only")
     torch.manual_seed(0)
     x0 = torch.randn(batch, channels, size, size)
     mask0 = (torch.rand(batch, channels, size, size) > 0.25).float()
     mask0[:, :, size // 4: size // 2, size // 4: size // 2] = 0  # a large hole as well as scattered ones
+    x0, mask0 = x0.to(dev), mask0.to(dev)
 
-    plain = nn.Conv2d(channels, channels, 3, padding=1)
-    ours = PartialConv2d(channels, channels, 3, padding=1, check_mask=False)
-    ref = ReferencePartialConv2d(channels, channels, 3, padding=1)
+    plain = nn.Conv2d(channels, channels, 3, padding=1).to(dev)
+    ours = PartialConv2d(channels, channels, 3, padding=1, check_mask=False).to(dev)
+    ref = ReferencePartialConv2d(channels, channels, 3, padding=1).to(dev)
     ours.load_state_dict(plain.state_dict())
     ref.load_state_dict(plain.state_dict())
 
@@ -124,9 +139,9 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
             bf16 = dtype_name == "bf16"
 
             def amp() -> contextlib.AbstractContextManager:
-                return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+                return torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-            grad_out = torch.randn(batch, channels, size, size).contiguous(memory_format=fmt)
+            grad_out = torch.randn(batch, channels, size, size, device=dev).contiguous(memory_format=fmt)
 
             def fwd(name: str, f: Callable) -> Callable[[], None]:
                 def run() -> None:
@@ -147,8 +162,8 @@ def bench_layers(batch: int, channels: int, size: int, min_reps: int, min_second
                     xg.grad = None
                 return run
 
-            t_f = _times({k: fwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
-            t_fb = _times({k: fwd_bwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2)
+            t_f = _times({k: fwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2, device=dev)
+            t_fb = _times({k: fwd_bwd(k, f) for k, f in impls.items()}, min_reps, min_seconds, warmup=2, device=dev)
             rows.append({"dtype": dtype_name, "format": fmt_name, "fwd": t_f, "fwd_bwd": t_fb})
             for label, t in (("fwd (no_grad)", t_f), ("fwd+bwd", t_fb)):
                 print(
@@ -281,6 +296,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repetition: a smoke run, not figures")
     ap.add_argument("--skip-unet", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the layer rows on a GPU (the U-Net rows are CPU-only)")
     ap.add_argument("--fused", action="store_true",
                     help="also time PartialConv2d with pconv.fused's opt-in CPU kernels (compiled on first use)")
     ap.add_argument("--threads", type=int, default=0,
@@ -299,16 +315,20 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, {platform.processor() or platform.machine()}")
     if args.quick:
-        bench_layers(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0, with_fused=args.fused)
-        ablation(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
-        if not args.skip_unet:
-            bench_unet([256], min_reps=1, min_seconds=0.0)
+        bench_layers(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0, with_fused=args.fused,
+                     device=args.device)
+        if args.device == "cpu":  # the ablation and the U-Net rows are CPU measurements
+            ablation(batch=2, channels=16, size=32, min_reps=1, min_seconds=0.0)
+            if not args.skip_unet:
+                bench_unet([256], min_reps=1, min_seconds=0.0)
         return
     print("PartialConv2d: multi-channel mask, 3×3, 128→128 channels, 128×128, batch 6 (median ms)")
-    bench_layers(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0, with_fused=args.fused)
-    ablation(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
-    if not args.skip_unet:
-        bench_unet([256, 512], min_reps=3, min_seconds=2.0)
+    bench_layers(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0, with_fused=args.fused,
+                 device=args.device)
+    if args.device == "cpu":
+        ablation(batch=6, channels=128, size=128, min_reps=7, min_seconds=3.0)
+        if not args.skip_unet:
+            bench_unet([256, 512], min_reps=3, min_seconds=2.0)
 
 
 if __name__ == "__main__":

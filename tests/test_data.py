@@ -57,3 +57,34 @@ def test_train_config_checks_max_zoom_out():
     assert TrainConfig(max_zoom_out=1.0).max_zoom_out == 1.0
     with pytest.raises(PConvError, match="max_zoom_out"):
         TrainConfig(max_zoom_out=0.5)
+
+
+def test_photo_cache_gives_the_same_samples(tmp_path):
+    """cache_photos: the same samples as reading every time; after preload() the photos come from
+    memory (a photo deleted afterwards is still served)."""
+    import torch
+
+    from pconv.data import MaskSampler, TrainDataset
+
+    g = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"p{i}.jpg")
+        Image.fromarray(g.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+    masks = MaskSampler("mixed", 32, (0.05, 0.3))
+    plain = TrainDataset(paths, 32, masks, seed=3)
+    cached = TrainDataset(paths, 32, masks, seed=3, cache_photos=True)
+    assert plain.preload() == 0
+    assert cached.preload() == sum(56 * (40 + 8 * i) * 3 for i in range(3))
+    keys = [(0, 0), (0, 1), (2, 1), (5, 2)]
+    before = [cached[k] for k in keys]
+    for key, (image, mask) in zip(keys, before):
+        ref_image, ref_mask = plain[key]
+        assert torch.equal(image, ref_image) and torch.equal(mask, ref_mask), key
+    paths[1].unlink()  # from memory now: the same sample, no warning about an unreadable file
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image, mask = cached[(2, 1)]
+    assert torch.equal(image, before[2][0]) and torch.equal(mask, before[2][1])

@@ -515,3 +515,17 @@ def test_cli_noise_masks_are_the_generator_output(tmp_path):
     rng = np.random.default_rng(2)
     for f in sorted((tmp_path / "n").iterdir()):
         assert np.array_equal(read_mask_file(f), noise_mask(24, 40, rng, (0.1, 0.2)))
+
+
+def test_smallest_first_equals_a_stable_sort():
+    """The noise masks pick pixels with a partition: the same set as a stable argsort's prefix,
+    ties (many here, and infinities) going to the lower index."""
+    from pconv.masks.noise import smallest_first
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        key = rng.integers(0, 6, size=(int(rng.integers(1, 40)), 7)).astype(np.float32)
+        key[rng.random(key.shape) < 0.2] = np.inf
+        count = int(rng.integers(0, key.size + 3))
+        expected = np.sort(np.argsort(key, axis=None, kind="stable")[:count])
+        np.testing.assert_array_equal(smallest_first(key, count), expected, err_msg=str(trial))

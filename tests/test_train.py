@@ -189,6 +189,71 @@ def test_ddp_matches_single_process_and_resumes_after_kill(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def _per_rank_batchnorm_reference(config: TrainConfig, world: int) -> dict:
+    """What DDP computes with BatchNorm (no SyncBatchNorm), in one process: each rank's slice of
+    the batch goes through the network on its own (BatchNorm normalises it with its own batch
+    statistics), the slices' losses are averaged (DDP averages the ranks' gradients), and the
+    running statistics follow rank 0's slices only (DDP broadcasts rank 0's buffers to every rank
+    before each forward, and rank 0 exports)."""
+    from pconv.data import MaskSampler, StepBatchSampler, TrainDataset, list_images, scan_images, split_train_val
+    from pconv.losses import InpaintingLoss, LossWeights
+    from pconv.model import build_model
+    from pconv.train import _forward
+
+    paths, _ = scan_images(list_images(config.data))
+    train_paths, _ = split_train_val(paths, config.val_count)
+    masks = MaskSampler(config.mask_source, config.image_size, config.hole_ratio)
+    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed, config.max_zoom_out)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).train().to(memory_format=torch.channels_last)
+    loss_fn = InpaintingLoss(LossWeights(valid=config.w_valid, hole=config.w_hole, perceptual=0, style=0,
+                                         tv=config.w_tv), precision="fp32", channels_last=True)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ranks = [iter(StepBatchSampler(len(dataset), config.batch_size, config.seed, 0, config.steps, r, world))
+             for r in range(world)]
+    for step in range(config.steps):
+        phase = get_phase(step, config)
+        if model.encoder_bn_frozen != phase.freeze_encoder_bn:
+            model.freeze_encoder_bn(phase.freeze_encoder_bn)
+        for group in opt.param_groups:
+            group["lr"] = phase.lr
+        start = {k: v.clone() for k, v in model.named_buffers()}
+        losses = []
+        for r in reversed(range(world)):  # rank 0 last: its running statistics are the ones kept
+            for name, module in model.named_modules():  # every rank starts from the same buffers;
+                for b in list(module._buffers):  # new tensors: a frozen BN saved the old ones for backward
+                    module._buffers[b] = start[f"{name}.{b}" if name else b].clone()
+            items = [dataset[key] for key in next(ranks[r])]
+            image, mask = torch.stack([i for i, _ in items]), torch.stack([m for _, m in items])
+            losses.append(loss_fn(_forward(model, image, mask, "fp32", True), image, mask)[0])
+        opt.zero_grad(set_to_none=True)
+        (sum(losses) / world).backward()
+        opt.step()
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def test_ddp_with_batchnorm_matches_the_per_rank_reference(tmp_path):
+    """Two processes (gloo, batch 2 each) training a network with BatchNorm, through both phases
+    (encoder BN frozen from step 4), against the one-process per-rank reference above. A plain
+    one-process run of the whole batch differs (BN sees 4 samples there): the comparison can tell."""
+    config = _config(tmp_path, model=TINY_MODEL, steps=6, lr=1e-3, finetune_step=4, val_every=1000, ckpt_every=1000)
+    assert config.batch_size == 4 and config.w_perceptual == config.w_style == 0
+    config.save(tmp_path / "ddp.json")
+    proc = _torchrun(tmp_path / "ddp.json", [])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "2 process(es) (gloo)" in out
+    ddp = _weights(Path(config.out) / "last.safetensors")
+    reference = _per_rank_batchnorm_reference(config, world=2)
+    assert any("bn.running_mean" in k for k in ddp)
+    for k, v in ddp.items():
+        torch.testing.assert_close(v, reference[k].to(v.dtype), rtol=1e-4, atol=1e-5, msg=k)
+    whole = config.replace(out=str(tmp_path / "whole" / "run"))
+    train(whole, progress=False)
+    plain = _weights(Path(whole.out) / "last.safetensors")
+    assert not torch.allclose(plain["encoder.1.bn.running_var"], ddp["encoder.1.bn.running_var"], rtol=1e-3, atol=1e-4)
+
+
 def test_sigterm_to_process_group_checkpoints_and_stops(tmp_path):
     """Stopping a run (SIGTERM to its whole process group, data workers included) saves where it is."""
     config = _config(tmp_path, steps=100_000, workers=1, ckpt_every=100_000, val_every=100_000, log_every=1)

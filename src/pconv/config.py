@@ -32,6 +32,9 @@ class TrainConfig:
     max_zoom_out: float = 3.0
     hole_ratio: Tuple[float, float] = (0.01, 0.6)  #: range of hole-to-image ratios drawn for training masks
     workers: int = -1                   #: DataLoader worker processes; -1 = auto (1 on a 2-core machine)
+    #: keep the photos decoded in memory after the first read (3 bytes a pixel, in each process of a
+    #: torchrun run): the decode is the largest stage of a sample at 256² (BENCHMARKS.md); same samples
+    cache_photos: bool = False
     # --- model ---
     #: a name in pconv.CONFIGS or a dict of PConvUNetConfig fields; None = "cpu", or with
     #: init_weights the architecture stored in that file
@@ -64,6 +67,8 @@ class TrainConfig:
     precision: str = "auto"             #: auto (bf16 where the hardware has it) | bf16 | fp16 (cuda) | fp32
     channels_last: bool = True          #: faster convolutions on CPU and tensor-core GPUs
     threads: int = 0                    #: torch intra-op threads; 0 = torch's default
+    #: torch.compile the U-Net for training (compiles on the first steps; meant for GPUs, BENCHMARKS.md)
+    compile: bool = False
     # --- bookkeeping ---
     out: str = "runs/default"           #: run folder: checkpoints, logs, exported weights
     seed: int = 0

@@ -11,7 +11,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -154,12 +154,39 @@ def _to_tensors(rgb: np.ndarray, hole: np.ndarray) -> Tuple[torch.Tensor, torch.
 
 
 class TrainDataset(torch.utils.data.Dataset):
-    """Index ``(epoch, i)`` -> (image 3×S×S in [0,1], mask 1×S×S, 1 = valid)."""
+    """Index ``(epoch, i)`` -> (image 3×S×S in [0,1], mask 1×S×S, 1 = valid).
+
+    ``cache_photos``: keep every photo decoded in memory after its first read (3 bytes a pixel),
+    so that an epoch after the first skips the JPEG decode, the largest stage of a sample at 256²
+    (benchmarks/bench_data.py). The samples are the same as without the cache. Call
+    :meth:`preload` before the DataLoader starts its workers: forked workers then share the
+    decoded photos instead of each decoding and holding its own copy.
+    """
 
     def __init__(self, paths: Sequence[Path], size: int, masks: MaskSampler, seed: int,
-                 max_zoom_out: float = 3.0) -> None:
+                 max_zoom_out: float = 3.0, cache_photos: bool = False) -> None:
         self.paths, self.size, self.masks, self.seed = list(paths), size, masks, seed
         self.max_zoom_out = max_zoom_out
+        self.cache: Optional[Dict[Path, Image.Image]] = {} if cache_photos else None
+
+    def preload(self) -> int:
+        """Decode every photo into the cache now (no-op without ``cache_photos``); returns the bytes held."""
+        if self.cache is None:
+            return 0
+        for path in self.paths:
+            try:
+                self._photo(path)
+            except Exception as exc:  # broken after the scan: __getitem__ skips it as without a cache
+                warnings.warn(f"skipping unreadable image {path}: {exc}")
+        return sum(im.width * im.height * 3 for im in self.cache.values())
+
+    def _photo(self, path: Path) -> Image.Image:
+        if self.cache is None:
+            return _load_rgb(path)
+        im = self.cache.get(path)
+        if im is None:
+            im = self.cache[path] = _load_rgb(path)
+        return im
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -170,7 +197,7 @@ class TrainDataset(torch.utils.data.Dataset):
         for attempt in range(len(self.paths)):
             path = self.paths[(i + attempt) % len(self.paths)]
             try:
-                im = _load_rgb(path)
+                im = self._photo(path)
                 break
             except Exception as exc:  # a file broken after the scan: use the next photo
                 warnings.warn(f"skipping unreadable image {path}: {exc}")

@@ -81,13 +81,15 @@ def _relax_level(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Tens
     Each step is an affine map of the free pixels' values, x ← A·x + b, with A a sparse matrix of
     the stencil between free pixels and b what the fixed pixels give. Built once per level, a step
     costs one sparse product instead of a dozen small tensor operations, which dominated on the
-    coarse levels on a CPU (benchmarks/bench_fill.py). A traced graph (ONNX, TorchScript), a GPU
+    coarse levels on a CPU (benchmarks/bench_fill.py). A traced or compiled graph (ONNX, TorchScript,
+    torch.compile: the sparse operators have data-dependent sizes), a GPU
     (where small operations are cheap to queue) or a level with more than ``_MAX_FREE`` free
     values runs the dense stencil instead: the same result to float rounding (tests/test_fill.py).
     """
     if steps == 0:
         return f
-    if f.device.type == "cpu" and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+    if f.device.type == "cpu" and not (torch.jit.is_tracing() or torch.jit.is_scripting()
+                                       or torch.compiler.is_compiling()):
         out = _relax_sparse(f, fixed, steps, biharmonic)
         if out is not None:
             return out

@@ -357,6 +357,8 @@ class Inpainter:
     ``flip_average``: also run the mirror image and average the two fills (test-time augmentation:
     twice the compute; the result is exactly mirror-symmetric: filling a mirrored photo gives the
     mirrored fill).
+    ``compile``: run the network through ``torch.compile`` (the first call of each window size
+    compiles, seconds to minutes; meant for GPUs and many photos, BENCHMARKS.md).
 
     ``inpainter(image, mask)`` returns the filled image in the type of ``image`` (PIL in, PIL out;
     numpy in, numpy out); :meth:`inpaint` returns an :class:`InpaintResult` with details.
@@ -374,6 +376,7 @@ class Inpainter:
         flip_average: bool = False,
         texture: Optional[TextureConfig] = None,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         self.method = method
         self.seed = int(seed)
@@ -394,6 +397,8 @@ class Inpainter:
 
                 model = load_model(weights)
             self.model = model.to(self.device).eval()
+            # torch.compile wraps the module: the weights stay shared with self.model
+            self._net: torch.nn.Module = torch.compile(self.model) if compile else self.model
             self.precision = resolve_precision(precision, self.device)
             self.config: Optional[PConvUNetConfig] = self.model.config
             self.image_size: Optional[int] = self.config.image_size
@@ -405,6 +410,8 @@ class Inpainter:
                 raise PConvError(f"unknown method {method!r}; use one of {', '.join(NETWORK_METHODS + tuple(BASELINES))}")
             if self.device.type != "cpu":
                 raise PConvError(f"the {method} baseline runs on the CPU only; use device='cpu'")
+            if compile:
+                raise PConvError(f"compile applies to the pconv network; the {method} baseline has none to compile")
             self.precision = "fp32"
             self.config = None
             self.image_size = None
@@ -615,10 +622,10 @@ class Inpainter:
         dtype = autocast_dtype(self.precision)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype or torch.float32,
                                                     enabled=dtype is not None):
-            y = self.model(xt, mt).float()
+            y = self._net(xt, mt).float()
             if self.flip_average:
                 # (a + b) / 2 is symmetric in a and b, so a mirrored input gives the mirrored output exactly
-                y = (y + self.model(xt.flip(3), mt.flip(3)).float().flip(3)) * 0.5
+                y = (y + self._net(xt.flip(3), mt.flip(3)).float().flip(3)) * 0.5
             y = y.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out = []
         for i, (rgb, hole) in enumerate(zip(rgbs, holes)):

@@ -35,8 +35,12 @@ _IntPair = Union[int, Tuple[int, int]]
 
 
 def check_binary_mask(mask: Tensor) -> None:
-    """Raise PConvError unless every mask value is exactly 0 or 1 (any dtype; bool always passes)."""
-    if mask.dtype != torch.bool:
+    """Raise PConvError unless every mask value is exactly 0 or 1 (any dtype; bool always passes).
+
+    Not checked inside torch.compile, where the data-dependent branch would split the graph and
+    force a recompilation per layer: the compiled callers (training, Inpainter) build their masks
+    binary from bool arrays."""
+    if mask.dtype != torch.bool and not torch.compiler.is_compiling():
         bad = (mask != 0) & (mask != 1)
         if bool(bad.any()):
             raise PConvError(
@@ -114,7 +118,8 @@ def _apply_mask(x: Tensor, mask: Tensor) -> Tensor:
     features, the check a pass over one channel. (A per-channel mask is as large as the features,
     so checking it would cost what it saves; on a GPU the check would cost a synchronisation.)"""
     if mask.shape[1] == 1 and x.shape[1] > 1 and x.device.type == "cpu" \
-            and not (torch.jit.is_tracing() or torch.jit.is_scripting()) and bool((mask == 1).all()):
+            and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()) \
+            and bool((mask == 1).all()):
         return x
     return x * mask.to(x.dtype)
 
@@ -309,7 +314,9 @@ def _rescaled_conv(
         # In place: the conv's backward does not need its output, and a fresh full-size tensor
         # costs page faults on a CPU.
         return raw.mul_(scale)
-    if torch.jit.is_tracing():  # a custom autograd Function does not trace (ONNX/TorchScript export)
+    # A custom autograd Function does not trace (ONNX/TorchScript export), and under torch.compile
+    # its in-place output splits the graph; the compiler fuses the plain ops itself.
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return torch.addcmul(bias.to(raw.dtype).view(1, -1, 1, 1) * new_mask.to(raw.dtype), raw, scale)
     return _ScaleAddMaskedBias.apply(raw, scale, new_mask.to(raw.dtype), bias.to(raw.dtype))
 

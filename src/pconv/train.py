@@ -36,7 +36,7 @@ __all__ = ["train", "get_phase", "validate", "Phase", "RUNTIME_FIELDS"]
 #: Settings a resumed run takes from the command line rather than from its checkpoint: they change
 #: how the run executes (or how long), never what it computes.
 RUNTIME_FIELDS = ("steps", "out", "workers", "threads", "device", "log_every", "ckpt_every", "keep_last",
-                  "tensorboard")
+                  "tensorboard", "cache_photos", "compile")
 
 
 @dataclass(frozen=True)
@@ -121,18 +121,26 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _setup_distributed(device_name: str) -> Tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, resolve_device(device_name)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+def _setup_distributed(device_name: str) -> Tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call started the process group).
+
+    Under torchrun (RANK in the environment) the run is distributed even with one process, so
+    that `torchrun --nproc_per_node 1` runs the same DDP and nccl code as a larger job."""
+    if "RANK" not in os.environ:
+        return 0, 1, resolve_device(device_name), False
+    rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name)
     if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return rank, world, device, False
+    if device.type == "cuda":  # device_id binds the communicator to this GPU (barriers included)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    return rank, world, device, True
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -164,12 +172,15 @@ def _initial_model(config: TrainConfig, announce: bool) -> PConvUNet:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the exported weights."""
-    rank, world, device = _setup_distributed(config.device)
+    rank, world, device, own_group = _setup_distributed(config.device)
+    distributed = "RANK" in os.environ  # under torchrun: DDP, even for one process
     is_main = rank == 0
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     keep_freed_memory()  # a quarter off each step on CPU (see its docstring)
     precision = resolve_precision(config.precision, device)
+    if device.type == "cuda":  # every step has the same shapes: let cuDNN pick its fastest algorithms once
+        torch.backends.cudnn.benchmark = True
     run_dir = Path(config.out)
     channels_last = config.channels_last and device.type != "mps"
 
@@ -193,7 +204,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     paths, bad = scan_images(paths)
     train_paths, val_paths = split_train_val(paths, config.val_count)
     masks = MaskSampler(config.mask_source, config.image_size, config.hole_ratio)
-    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed, config.max_zoom_out)
+    dataset = TrainDataset(train_paths, config.image_size, masks, config.seed, config.max_zoom_out,
+                           cache_photos=config.cache_photos)
+    if config.cache_photos:  # before the DataLoader forks its workers, so that they share the photos
+        held = dataset.preload()
+        if is_main:
+            print(f"pconv train: {held / 2**20:.0f} MiB of decoded photos cached", file=sys.stderr)
     val = ValDataset(val_paths, config.image_size, masks, config.seed) if is_main else None
 
     # --- model, loss, optimiser ---
@@ -236,8 +252,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
     ddp_model: torch.nn.Module = model
-    if world > 1:
+    if distributed:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:  # the forward and backward of the (DDP-wrapped) U-Net; weights stay in `model`
+        ddp_model = torch.compile(ddp_model)
 
     sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, step, config.steps, rank, world)
     workers = _default_workers() if config.workers < 0 else config.workers
@@ -260,7 +278,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if is_main:
         print(f"pconv train: {len(train_paths)} training / {len(val_paths)} validation photos"
               f"{f', {len(bad)} unreadable skipped' if bad else ''}; device {device}, {precision}, "
-              f"{world} process(es), steps {step}->{config.steps}", file=sys.stderr)
+              f"{world} process(es){f' ({dist.get_backend()})' if distributed else ''}, steps {step}->{config.steps}",
+              file=sys.stderr)
 
     def write_checkpoint(path: Path) -> None:
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -341,8 +360,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         log_file.close()
         if writer:
             writer.close()
-    if world > 1:
+    if distributed:
         dist.barrier()
+    if own_group:
+        dist.destroy_process_group()
     return exported
 
 

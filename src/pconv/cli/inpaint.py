@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's ~89M)")
     p.add_argument("--flip-average", action="store_true",
                    help="also fill the mirrored photo and average (2x the time, +0.04 dB PSNR: MODEL_CARD.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (compiles on the first photo of each size; for GPUs and many photos)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = bf16 on CPUs with native bf16 and on GPUs, else fp32")
@@ -165,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         if not out.parent.is_dir():
             raise PConvError(f"cannot write {out}: folder {out.parent} does not exist")
         inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
-                          flip_average=args.flip_average)
+                          flip_average=args.flip_average, compile=args.compile)
         notes = _inpaint_one(inpainter, image, mask, out, args)
         for note in notes:
             print(f"{image.name}: {note}")
@@ -180,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise PConvError(f"the output folder {out_dir} is not writable")
     inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
-                          flip_average=args.flip_average)
+                          flip_average=args.flip_average, compile=args.compile)
     from tqdm import tqdm
 
     done: List[str] = []

