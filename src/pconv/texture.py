@@ -50,7 +50,7 @@ class TextureConfig:
     context: int = 3            #: descriptor window, in blocks (odd): the block and its neighbours
     candidates: int = 4         #: draw the source among this many nearest descriptors
     source_stride: int = 4      #: sources are taken on a grid of this stride (px)
-    max_sources: int = 20000    #: cap on the number of source blocks (stride grows beyond it)
+    max_sources: int = 8000     #: cap on the number of source blocks (their stride grows beyond it)
     gain: float = 0.85          #: scale of the pasted detail
     #: hole parts narrower than this (px) keep the fill as it is (scratches, specks); 0 = none
     min_width: int = 0
@@ -127,13 +127,168 @@ def _descriptors(pooled: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell:
     return vals.permute(1, 0, 2, 3).reshape(ys.numel(), c * 16)
 
 
+def _blocks(t: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, b: int) -> torch.Tensor:
+    """The b×b blocks of ``t`` (..., H, W) at origins (ys, xs) of any equal shape: (..., *ys.shape, b, b)."""
+    d = torch.arange(b)
+    return t[..., ys[..., None, None] + d[:, None], xs[..., None, None] + d[None, :]]
+
+
+@dataclass
+class _Photo:
+    """What the steps below share about one photo: its layers, hole maps and block geometry."""
+
+    image: torch.Tensor     #: (3, H, W) in [0, 1]
+    detail: torch.Tensor    #: (3, H, W): image − its Gaussian blur
+    pooled: torch.Tensor    #: the low layer's cell means, for descriptors
+    known: torch.Tensor     #: (H, W) float, 1 = known
+    hole_share: torch.Tensor  #: (H−b+1, W−b+1): share of hole pixels in the block at each origin
+    block: int
+    cell: int
+
+    def descriptors(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        return _descriptors(self.pooled, ys, xs, self.cell)
+
+    def free(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Blocks at these origins lie inside the photo and wholly in the known region."""
+        h, w = self.known.shape
+        inside = (ys >= 0) & (ys <= h - self.block) & (xs >= 0) & (xs <= w - self.block)
+        share = self.hole_share[ys.clamp(0, h - self.block), xs.clamp(0, w - self.block)]
+        return inside & (share == 0)
+
+
+def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) -> _Photo:
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0)
+    low = gaussian_blur(x, cfg.sigma)
+    # Descriptor cells: the context window (context·b px) split 4×4; one mean per cell origin.
+    ctx = cfg.context * b
+    cell = max(1, ctx // 4)
+    margin = (ctx - b) // 2
+    padded = F.pad(low, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
+    hole_t = torch.from_numpy(hole)
+    return _Photo(image=x[0], detail=(x - low)[0], pooled=_box_mean(padded, cell), known=(~hole_t).float(),
+                  hole_share=_box_mean(hole_t[None].float(), b)[0], block=b, cell=cell)
+
+
+def _sources(photo: _Photo, cfg: TextureConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Origins of the blocks to copy from: on a grid (coarser on big photos), wholly known."""
+    h, w = photo.known.shape
+    b, stride = photo.block, cfg.source_stride
+    while True:
+        sy, sx = torch.arange(0, h - b + 1, stride), torch.arange(0, w - b + 1, stride)
+        if sy.numel() * sx.numel() <= cfg.max_sources or stride >= b:
+            break
+        stride *= 2
+    ys, xs = torch.meshgrid(sy, sx, indexing="ij")
+    free = photo.free(ys, xs)
+    return ys[free], xs[free]
+
+
+def _targets(photo: _Photo, hole: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Origins of the blocks to paint (half-block grid over the hole's box, blocks holding hole
+    pixels) and the grid of their indices (−1 = no block), for neighbour lookups."""
+    h, w = hole.shape
+    b = photo.block
+    ys_all, xs_all = np.nonzero(hole)
+    ty = torch.unique(torch.from_numpy(_grid(int(ys_all.min()), int(ys_all.max()) + 1, b // 2, b, h)))
+    tx = torch.unique(torch.from_numpy(_grid(int(xs_all.min()), int(xs_all.max()) + 1, b // 2, b, w)))
+    gy, gx = torch.meshgrid(ty, tx, indexing="ij")
+    has_hole = photo.hole_share[gy, gx] > 0
+    grid = torch.full(has_hole.shape, -1, dtype=torch.long)
+    grid[has_hole] = torch.arange(int(has_hole.sum()))
+    return gy[has_hole], gx[has_hole], grid
+
+
+def _match(photo: _Photo, src: Tuple[torch.Tensor, torch.Tensor], tgt: Tuple[torch.Tensor, torch.Tensor],
+           edge: torch.Tensor, cfg: TextureConfig, seed: int) -> torch.Tensor:
+    """Index into the sources for every target: a seeded draw among the nearest descriptors, or on
+    the hole's edge (``edge``) the nearest source whose detail correlates best with the known detail."""
+    d_src, d_tgt = photo.descriptors(*src), photo.descriptors(*tgt)
+    k = min(cfg.candidates, d_src.shape[0])
+    kk = min(max(k, cfg.rerank), d_src.shape[0])
+    src_sq = (d_src * d_src).sum(1)
+    gen = torch.Generator().manual_seed(int(seed))
+    choice = torch.empty(d_tgt.shape[0], dtype=torch.long)
+    for start in range(0, d_tgt.shape[0], 256):
+        stop = min(start + 256, d_tgt.shape[0])
+        q = d_tgt[start:stop]
+        dist = src_sq[None, :] - 2.0 * (q @ d_src.T)  # + |q|², the same for every source
+        top = torch.topk(dist, kk, dim=1, largest=False).indices  # (nq, kk), nearest first
+        pick = top[torch.arange(stop - start), torch.randint(0, k, (stop - start,), generator=gen)]
+        e = torch.nonzero(edge[start:stop])[:, 0]
+        if e.numel():
+            # Cosine over the known pixels, not squared error, which would favour sources with the
+            # least detail.
+            ty, tx = tgt[0][start:stop][e], tgt[1][start:stop][e]
+            t_det, t_known = _blocks(photo.detail, ty, tx, photo.block), _blocks(photo.known, ty, tx, photo.block)
+            cand = top[e]
+            c_det = _blocks(photo.detail, src[0][cand], src[1][cand], photo.block) * t_known[:, None]
+            dot = (c_det * t_det[:, :, None]).sum((0, 3, 4))  # (ne, kk)
+            norm = c_det.square().sum((0, 3, 4)).sqrt().clamp_min(1e-6)
+            pick[e] = cand[torch.arange(e.numel()), (dot / norm).argmax(1)]
+        choice[start:stop] = pick
+    return choice
+
+
+def _propagate(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, tgt: Tuple[torch.Tensor, torch.Tensor],
+               grid: torch.Tensor, fixed: torch.Tensor, cfg: TextureConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Coherence: a block (not ``fixed``) adopts its neighbour's source, shifted by their distance,
+    when that source is free and its descriptor is within ``coherence`` × the block's own distance;
+    neighbours then copy one continuous piece of texture instead of a patchwork."""
+    ty, tx = tgt
+    d_tgt = photo.descriptors(ty, tx)
+    best = ((photo.descriptors(cy, cx) - d_tgt) ** 2).sum(1)
+    gy, gx = torch.nonzero(grid >= 0, as_tuple=True)
+    gh, gw = grid.shape
+    for _ in range(cfg.propagation):
+        for oy, ox in ((0, -1), (-1, 0), (0, 1), (1, 0)):
+            ny, nx = gy + oy, gx + ox
+            inside = (ny >= 0) & (ny < gh) & (nx >= 0) & (nx < gw)
+            nb = torch.where(inside, grid[ny.clamp(0, gh - 1), nx.clamp(0, gw - 1)], -1)
+            j = nb.clamp_min(0)
+            sy, sx = cy[j] + (ty - ty[j]), cx[j] + (tx - tx[j])  # the neighbour's source, shifted
+            ok = (nb >= 0) & ~fixed & photo.free(sy, sx) & ((sy != cy) | (sx != cx))
+            if not ok.any():
+                continue
+            sy, sx = torch.where(ok, sy, cy), torch.where(ok, sx, cx)
+            take = ok & (((photo.descriptors(sy, sx) - d_tgt) ** 2).sum(1) <= best * cfg.coherence + 1e-8)
+            cy, cx = torch.where(take, sy, cy), torch.where(take, sx, cx)
+    return cy, cx
+
+
+def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
+    """The sources' detail, windowed (sin², which sums to one at half overlap) and accumulated at
+    the targets. Where overlapping blocks copy one continuous piece (equal displacements) the
+    weighted mean reproduces it; where they copy unrelated pieces a mean would lose contrast, so
+    there the sum is divided by the root of the squared weights instead, which keeps the detail's
+    variance (Heitz and Neyret's blending)."""
+    h, w = photo.known.shape
+    b = photo.block
+    win1 = torch.sin(math.pi * (torch.arange(b, dtype=torch.float32) + 0.5) / b) ** 2
+    window = (win1[:, None] * win1[None, :]).expand(ty.numel(), b, b)
+    d = torch.arange(b)
+    flat = ((ty[:, None, None] + d[None, :, None]) * w + (tx[:, None, None] + d[None, None, :])).reshape(-1)
+
+    def accumulate(values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(h * w).index_add_(0, flat, values.reshape(-1)).view(h, w)
+
+    disp_y, disp_x = (cy - ty).float()[:, None, None], (cx - tx).float()[:, None, None]
+    s1 = accumulate(window).clamp_min(1e-6)
+    s2 = accumulate(window * window).clamp_min(1e-12)
+    my, mx = accumulate(window * disp_y) / s1, accumulate(window * disp_x) / s1
+    spread = accumulate(window * (disp_y ** 2 + disp_x ** 2)) / s1 - my ** 2 - mx ** 2
+    coherent = torch.exp(-spread.clamp_min(0) / 4.0)
+    norm = coherent * s1 + (1 - coherent) * s2.sqrt()
+    pasted = _blocks(photo.detail, cy, cx, b) * window  # (3, n, b, b)
+    return torch.zeros(3, h * w).index_add_(1, flat, pasted.reshape(3, -1)).view(3, h, w) / norm
+
+
 def transfer_detail(
     image: np.ndarray,
     hole: np.ndarray,
     config: TextureConfig = TextureConfig(),
     seed: int = 0,
 ) -> np.ndarray:
-    """Replace the detail layer of ``image`` inside ``hole`` with detail copied from the known region.
+    """Add to the fill in ``hole`` detail copied from the known region of ``image``.
 
     ``image``: uint8 (H, W, 3) whose hole pixels hold a smooth fill; ``hole``: bool (H, W), True =
     hole. Returns uint8 (H, W, 3); pixels outside the hole are ``image``'s exactly. When no block
@@ -143,144 +298,22 @@ def transfer_detail(
         raise PConvError(f"transfer_detail needs a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     if hole.shape != image.shape[:2]:
         raise PConvError(f"hole shape {hole.shape} does not match the image's {image.shape[:2]}")
-    if not hole.any():
+    b = min(config.block, (min(hole.shape) // 2) * 2)
+    if not hole.any() or b < 4:
         return image.copy()
-    cfg = config
-    h, w = hole.shape
-    b = min(cfg.block, (min(h, w) // 2) * 2)
-    if b < 4:
+    photo = _prepare(image, hole, b, config)
+    src = _sources(photo, config)
+    if src[0].numel() == 0:
         return image.copy()
-    step = b // 2
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0)
-    low = gaussian_blur(x, cfg.sigma)
-    detail = (x - low)[0]
-    low = low[0]
-
-    # Descriptor cells: the context window (ctx·b px) is split 4×4; pool the low layer over one cell.
-    ctx = cfg.context * b
-    cell = max(1, ctx // 4)
-    margin = (ctx - b) // 2
-    padded = F.pad(low[None], (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
-    pooled = _box_mean(padded, cell)  # value at (y, x) = mean over cell from (y, x)
-
-    hole_t = torch.from_numpy(hole)
-    # Sources: blocks with no hole pixel (a box sum over the hole map).
-    hole_sum = _box_mean(hole_t[None].float(), b)[0]  # (h-b+1, w-b+1)
-    stride = cfg.source_stride
-    while True:
-        sy = torch.arange(0, h - b + 1, stride)
-        sx = torch.arange(0, w - b + 1, stride)
-        if sy.numel() * sx.numel() <= cfg.max_sources or stride >= b:
-            break
-        stride *= 2
-    free = hole_sum[sy[:, None], sx[None, :]] == 0
-    src_y, src_x = (sy[:, None].expand_as(free)[free], sx[None, :].expand_as(free)[free])
-    if src_y.numel() == 0:
-        return image.copy()
-
-    # Targets: grid blocks that hold hole pixels.
-    ys_all, xs_all = np.nonzero(hole)
-    ty = torch.from_numpy(_grid(int(ys_all.min()), int(ys_all.max()) + 1, step, b, h))
-    tx = torch.from_numpy(_grid(int(xs_all.min()), int(xs_all.max()) + 1, step, b, w))
-    ty, tx = torch.unique(ty), torch.unique(tx)
-    has_hole = hole_sum[ty[:, None], tx[None, :]] > 0
-    tgt_y, tgt_x = ty[:, None].expand_as(has_hole)[has_hole], tx[None, :].expand_as(has_hole)[has_hole]
-
-    d_src = _descriptors(pooled, src_y, src_x, cell)
-    d_tgt = _descriptors(pooled, tgt_y, tgt_x, cell)
-    k = min(cfg.candidates, d_src.shape[0])
-    kk = min(max(k, cfg.rerank), d_src.shape[0])
-    src_sq = (d_src * d_src).sum(1)
-    tgt_sq = (d_tgt * d_tgt).sum(1)
-    known_frac = 1.0 - hole_sum[tgt_y, tgt_x]
-    choice = torch.empty(d_tgt.shape[0], dtype=torch.long)
-    gen = torch.Generator().manual_seed(int(seed))
-    dy = torch.arange(b)
-    known = (~hole_t).float()
-    for start in range(0, d_tgt.shape[0], 256):
-        stop = min(start + 256, d_tgt.shape[0])
-        q = d_tgt[start:stop]
-        dist = src_sq[None, :] - 2.0 * (q @ d_src.T) + tgt_sq[start:stop, None]
-        top = torch.topk(dist, kk, dim=1, largest=False).indices  # (nq, kk), nearest first
-        rows = torch.arange(stop - start)
-        pick = top[rows, torch.randint(0, k, (stop - start,), generator=gen)]
-        # Blocks that overlap the known region: among the kk nearest, take the source whose detail
-        # correlates best (cosine over the known pixels) with the block's known detail, so the copy
-        # continues the texture across the hole's edge. Cosine, not squared error, which would
-        # favour the sources with the least detail.
-        edge = known_frac[start:stop] >= cfg.edge_known
-        if edge.any():
-            e = torch.nonzero(edge)[:, 0]
-            ty_e, tx_e = tgt_y[start:stop][e], tgt_x[start:stop][e]
-            t_det = detail[:, ty_e[:, None, None] + dy[None, :, None], tx_e[:, None, None] + dy[None, None, :]]
-            t_known = known[ty_e[:, None, None] + dy[None, :, None], tx_e[:, None, None] + dy[None, None, :]]
-            cand = top[e]  # (ne, kk)
-            cyy, cxx = src_y[cand], src_x[cand]
-            c_det = detail[:, cyy[:, :, None, None] + dy[None, None, :, None], cxx[:, :, None, None] + dy[None, None, None, :]]
-            c_det = c_det * t_known[None, :, None]
-            dot = (c_det * t_det[:, :, None]).sum((0, 3, 4))  # (ne, kk)
-            norm = c_det.square().sum((0, 3, 4)).sqrt().clamp_min(1e-6)
-            pick[e] = cand[torch.arange(e.numel()), (dot / norm).argmax(1)]
-        choice[start:stop] = pick
-    cy, cx = src_y[choice].clone(), src_x[choice].clone()
-    best_d = ((_descriptors(pooled, cy, cx, cell) - d_tgt) ** 2).sum(1)
-    fixed = known_frac >= cfg.edge_known
-
-    # Coherence: a block takes its neighbour's source, shifted by their distance, when that source
-    # is free of holes and its descriptor is nearly as close as the block's own best. Neighbouring
-    # blocks then copy one continuous piece of texture instead of a patchwork.
-    grid = torch.full(has_hole.shape, -1, dtype=torch.long)
-    grid[has_hole] = torch.arange(tgt_y.numel())
-    gy, gx = torch.nonzero(has_hole, as_tuple=True)
-    for _ in range(cfg.propagation):
-        for oy, ox in ((0, -1), (-1, 0), (0, 1), (1, 0)):
-            ny_g, nx_g = gy + oy, gx + ox
-            inside_g = (ny_g >= 0) & (ny_g < grid.shape[0]) & (nx_g >= 0) & (nx_g < grid.shape[1])
-            nb = torch.where(inside_g, grid[ny_g.clamp(0, grid.shape[0] - 1), nx_g.clamp(0, grid.shape[1] - 1)], -1)
-            has = nb >= 0
-            if not has.any():
-                continue
-            j = nb.clamp_min(0)
-            ny, nx = cy[j] + (tgt_y - tgt_y[j]), cx[j] + (tgt_x - tgt_x[j])  # the neighbour's source, shifted
-            inside = (ny >= 0) & (ny <= h - b) & (nx >= 0) & (nx <= w - b)
-            ny, nx = torch.where(has & inside, ny, cy), torch.where(has & inside, nx, cx)
-            ok = has & inside & (hole_sum[ny, nx] == 0) & ~fixed & ((ny != cy) | (nx != cx))
-            d_new = ((_descriptors(pooled, ny, nx, cell) - d_tgt) ** 2).sum(1)
-            take = ok & (d_new <= best_d * cfg.coherence + 1e-8)
-            cy, cx = torch.where(take, ny, cy), torch.where(take, nx, cx)
-
-    # Paste: gather each chosen source block's detail, window it (sin², which sums to one at half
-    # overlap) and accumulate it at the target. Where the overlapping blocks copy one continuous
-    # piece (equal displacements) the plain weighted mean reproduces it; where they copy unrelated
-    # pieces a plain mean would lose contrast, so there the sum is divided by the root of the
-    # squared weights instead, which keeps the detail's variance (Heitz and Neyret's blending).
-    win1 = torch.sin(math.pi * (torch.arange(b, dtype=torch.float32) + 0.5) / b) ** 2
-    window = win1[:, None] * win1[None, :]
-    n = tgt_y.numel()
-    raw = detail[:, cy[:, None, None] + dy[None, :, None], cx[:, None, None] + dy[None, None, :]]  # (3, n, b, b)
-    flat = ((tgt_y[:, None, None] + dy[None, :, None]) * w + (tgt_x[:, None, None] + dy[None, None, :])).reshape(-1)
-    wn = window.expand(n, b, b)
-    disp_y = (cy - tgt_y).float()[:, None, None]
-    disp_x = (cx - tgt_x).float()[:, None, None]
-
-    def accumulate(values: torch.Tensor) -> torch.Tensor:
-        acc = torch.zeros(h * w)
-        return acc.index_add_(0, flat, values.reshape(-1)).view(h, w)
-
-    s1 = accumulate(wn).clamp_min(1e-6)
-    s2 = accumulate(wn * wn).clamp_min(1e-12)
-    my, mx = accumulate(wn * disp_y) / s1, accumulate(wn * disp_x) / s1
-    spread = accumulate(wn * (disp_y ** 2 + disp_x ** 2)) / s1 - my ** 2 - mx ** 2
-    coherent = torch.exp(-spread.clamp_min(0) / 4.0)
-    norm = coherent * s1 + (1 - coherent) * s2.sqrt()
-    canvas = torch.zeros(3, h * w).index_add_(1, flat, (raw * window).reshape(3, -1)).view(3, h, w) / norm
-
-    if cfg.min_width > 1:
+    ty, tx, grid = _targets(photo, hole)
+    edge = photo.hole_share[ty, tx] <= 1.0 - config.edge_known  # blocks with enough known pixels
+    choice = _match(photo, src, (ty, tx), edge, config, seed)
+    cy, cx = _propagate(photo, src[0][choice], src[1][choice], (ty, tx), grid, edge, config)
+    canvas = _paste(photo, cy, cx, ty, tx)
+    if config.min_width > 1:
         import cv2
 
-        kernel = np.ones((cfg.min_width, cfg.min_width), np.uint8)
-        wide = cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
-        canvas = canvas * torch.from_numpy(wide)
-    out = x[0] + cfg.gain * canvas
-    out = out.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.where(hole[:, :, None], out, image)
+        kernel = np.ones((config.min_width, config.min_width), np.uint8)
+        canvas = canvas * torch.from_numpy(cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0)
+    out = (photo.image + config.gain * canvas).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return np.where(hole[:, :, None], out.permute(1, 2, 0).numpy(), image)
