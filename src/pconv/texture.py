@@ -53,7 +53,7 @@ class TextureConfig:
     max_sources: int = 8000     #: cap on the number of source blocks (their stride grows beyond it)
     gain: float = 0.85          #: scale of the pasted detail
     #: hole parts narrower than this (px) keep the fill as it is (scratches, specks); 0 = none
-    min_width: int = 0
+    min_width: int = 5
     propagation: int = 4        #: rounds in which blocks may adopt a neighbour's (shifted) source
     coherence: float = 1.5      #: ... when its descriptor distance is within this factor of their own
     rerank: int = 16            #: blocks on the hole's edge choose among this many nearest sources ...
