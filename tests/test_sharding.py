@@ -225,3 +225,14 @@ def test_torchrun_two_processes_match_one_and_a_restart_fills_only_what_is_missi
     assert (out / "p0.png").read_bytes() == b"left by someone"
     assert {k: v for k, v in _hashes(out).items() if k != "p0.png"} == \
         {k: v for k, v in reference.items() if k != "p0.png"}
+
+
+def test_single_photo_mode_under_torchrun_is_refused(folder: Path, weights: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    out = tmp_path / "out.png"
+    code = main(["inpaint", str(folder / "photos" / "p0.png"), str(folder / "masks" / "p0.png"), "-o", str(out),
+                 "--weights", str(weights), "--device", "cpu"])
+    assert code == 2 and "use --input DIR" in capsys.readouterr().err and not out.exists()

@@ -6,8 +6,10 @@ threads (``io_threads`` each) while the network fills the current photo, so the 
 wait for the disk; at most ``prefetch`` batches are read ahead and ``prefetch`` batches wait to be
 written, so memory stays bounded. ``prefetch=0`` does one photo after the other without threads.
 ``batch_size`` > 1 passes that many photos to the inpainter at once, so that their windows of equal
-padded size run as one network batch (what a GPU needs). Every photo's output is the same bytes
-whatever the prefetch, threads or batch size on a CPU: each photo is still filled by itself.
+padded size run as one network batch (what a GPU needs). The outputs are the same bytes whatever
+``prefetch`` and ``io_threads`` (the network still sees one photo after the other), and on a CPU
+whatever ``batch_size`` too (tested); on a GPU a batch may round differently from one photo alone,
+so ``batch_size=1`` is the setting whose outputs do not depend on how photos are grouped.
 
 Each job ends as an :class:`Outcome`: ``done`` (with notes), ``skipped`` (the output exists and
 ``overwrite`` is off) or ``failed`` (with the reason); one bad photo never stops the others.

@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     if folder_mode and (args.image or args.mask_file):
         raise PConvError("give either IMAGE MASK -o OUT, or --input DIR --mask DIR|FILE --output DIR, not both")
     if not folder_mode:
+        from pconv.sharding import dist_env
+
+        if dist_env().distributed:
+            raise PConvError("torchrun splits a folder across processes: use --input DIR --mask DIR|FILE "
+                             "--output DIR (one photo needs one process)")
         if not args.image or not args.mask_file or not args.output:
             raise PConvError("usage: pconv inpaint IMAGE MASK -o OUT  (or --input DIR --mask DIR|FILE --output DIR)")
         if args.mask_option:
