@@ -15,7 +15,8 @@ interleaved, ``--repeats`` times each:
 
 N = the number of CPU cores (``--procs`` overrides). A run on a one-photo folder gives each
 configuration's start-up time (interpreter, torch, model, and for torchrun the rendezvous), which
-is reported apart: images/s = (count - 1) / (wall - start-up wall), beside the end-to-end count / wall. Every configuration must write
+is reported apart: images/s = (count - 1) / (wall - start-up wall), beside the end-to-end
+count / wall. Every configuration must write
 the same files, byte for byte (SHA-256 of each output, checked), or the script fails.
 """
 from __future__ import annotations

@@ -218,7 +218,8 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
 
     from pconv.folder import FolderJob, FolderOptions, Outcome, inpaint_folder, summary_lines
     from pconv.inference import Inpainter
-    from pconv.sharding import barrier, dist_env, part_path, rank_device, read_parts, remove_parts, run_key, shard, write_part
+    from pconv.sharding import (barrier, dist_env, part_path, rank_device, read_parts, remove_parts, run_key, shard,
+                                write_part)
 
     for option, value, least in (("--batch-size", args.batch_size, 1), ("--prefetch", args.prefetch, 0),
                                  ("--io-threads", args.io_threads, 1)):
@@ -242,7 +243,7 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
     key = run_key("inpaint", [[str(i), str(o)] for i, _m, o, _r in jobs], env.world)
     if env.distributed:
         parts.mkdir(exist_ok=True)
-        part_path(parts, "summary", env.rank).unlink(missing_ok=True)  # a part of a killed run must not stand for this one
+        part_path(parts, "summary", env.rank).unlink(missing_ok=True)  # a killed run's part must not count
     bar = tqdm(total=len(mine), desc=f"inpaint{f' rank {env.rank}' if env.distributed else ''}", unit="img",
                file=sys.stderr, disable=None)
     try:
