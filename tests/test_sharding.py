@@ -236,3 +236,30 @@ def test_single_photo_mode_under_torchrun_is_refused(folder: Path, weights: Path
     code = main(["inpaint", str(folder / "photos" / "p0.png"), str(folder / "masks" / "p0.png"), "-o", str(out),
                  "--weights", str(weights), "--device", "cpu"])
     assert code == 2 and "use --input DIR" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_rank_that_stops_is_reported_by_rank_zero(folder: Path, weights: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """Without a process group rank 0 would wait for a crashed rank's part; the rank leaves one saying why."""
+    import pconv.folder
+
+    out = tmp_path / "out"
+    argv = ["inpaint", "--input", str(folder / "photos"), "--mask", str(folder / "masks"), "--output", str(out),
+            "--weights", str(weights), "--device", "cpu"]
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("out of disk")
+
+    with monkeypatch.context() as m:
+        m.setattr(pconv.folder, "inpaint_folder", crash)
+        with pytest.raises(RuntimeError, match="out of disk"):
+            main(argv)
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert text.startswith(f"done: {len(range(0, N_PHOTOS, 2))}, skipped: 0, failed: 0")
+    assert "rank 1 stopped: RuntimeError: out of disk" in text
