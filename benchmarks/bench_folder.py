@@ -11,7 +11,8 @@ interleaved, ``--repeats`` times each:
 * ``1 proc x N thr, in line``: one process, one photo after the other (``--prefetch 0``), as
   before the pipeline;
 * ``1 proc x N thr, pipelined``: one process with the default read-ahead/write-behind threads;
-* ``torchrun N x 1 thr``: ``torchrun --nproc_per_node N``, one thread each, the photos split.
+* ``torchrun N x 1 thr``: ``torchrun --nproc_per_node N``, one thread each, the photos split;
+* (``--configs``) ``inline1`` / ``pipelined1``: one process with one thread, in line and pipelined.
 
 N = the number of CPU cores (``--procs`` overrides). A run on a one-photo folder gives each
 configuration's start-up time (interpreter, torch, model, and for torchrun the rendezvous), which
@@ -81,8 +82,8 @@ def command(config: str, procs: int, folder: Path, out: Path) -> "tuple[List[str
         env["OMP_NUM_THREADS"] = "1"
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
                 "-m", "pconv", *inpaint], env
-    env["OMP_NUM_THREADS"] = str(procs)
-    extra = ["--prefetch", "0"] if config == "inline" else []
+    env["OMP_NUM_THREADS"] = "1" if config.endswith("1") else str(procs)
+    extra = ["--prefetch", "0"] if config.startswith("inline") else []
     return [sys.executable, "-m", "pconv", *inpaint, *extra], env
 
 
@@ -109,15 +110,21 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--configs", default="inline,pipelined,torchrun",
+                   help="comma-separated: inline, pipelined, torchrun, inline1, pipelined1 (the first is the base)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
 
     import torch
 
-    configs = ["inline", "pipelined", "torchrun"]
     labels = {"inline": f"1 proc x {args.procs} thr, in line (--prefetch 0)",
               "pipelined": f"1 proc x {args.procs} thr, pipelined (default)",
-              "torchrun": f"torchrun {args.procs} x 1 thr"}
+              "torchrun": f"torchrun {args.procs} x 1 thr",
+              "inline1": "1 proc x 1 thr, in line (--prefetch 0)",
+              "pipelined1": "1 proc x 1 thr, pipelined (default)"}
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not configs or any(c not in labels for c in configs):
+        raise SystemExit(f"--configs: choose from {', '.join(labels)}")
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}; python {platform.python_version()}")
@@ -154,13 +161,12 @@ def main(argv: "list[str] | None" = None) -> int:
                 rate = (count - 1) / (wall - start) if wall > start else float("nan")
                 rows[c] = {"wall_s": wall, "startup_s": start, "images_per_s": rate,
                            "end_to_end_images_per_s": count / wall, "walls": walls[c], "startups": starts[c]}
-            base = rows["inline"]["images_per_s"]
+            base = rows[configs[0]]["images_per_s"]
             for c in configs:
                 r = rows[c]
                 print(f"  {labels[c]:<42} wall {r['wall_s']:7.2f} s ({r['end_to_end_images_per_s']:5.2f} img/s)  "
                       f"start-up {r['startup_s']:5.2f} s  without start-up {r['images_per_s']:6.2f} img/s  "
-                      f"({r['images_per_s'] / base:4.2f}x in line, "
-                      f"{r['images_per_s'] / rows['pipelined']['images_per_s']:4.2f}x pipelined)")
+                      f"({r['images_per_s'] / base:4.2f}x {configs[0]})")
             report["sizes"][str(size)] = {"count": count, **rows}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
