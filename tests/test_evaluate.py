@@ -195,12 +195,12 @@ def test_bad_requests_are_clear_errors(data, tmp_path):
 
 
 def test_rank_zero_ignores_rows_left_by_another_run(tmp_path, monkeypatch):
-    from pconv.evaluate import _barrier
+    from pconv.sharding import barrier
 
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     (tmp_path / "rows.rank0.json").write_text(json.dumps({"key": "this", "rows": []}))
     (tmp_path / "rows.rank1.json").write_text(json.dumps({"key": "an older run", "rows": []}))
     with pytest.raises(PConvError, match="timed out"):
-        _barrier(2, tmp_path, 0, "this", timeout_s=0.2)
+        barrier(2, tmp_path, 0, "this", timeout_s=0.2, poll_s=0.05)
     (tmp_path / "rows.rank1.json").write_text(json.dumps({"key": "this", "rows": []}))
-    _barrier(2, tmp_path, 0, "this", timeout_s=0.2)
+    barrier(2, tmp_path, 0, "this", timeout_s=0.2, poll_s=0.05)

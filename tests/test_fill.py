@@ -147,3 +147,27 @@ def test_biharmonic_fill_stays_bounded_in_large_holes():
     out = pull_push_fill(image, mask, biharmonic=True)
     assert torch.isfinite(out).all()
     assert out.min() > -0.25 and out.max() < 1.25
+
+
+def test_upsampling_is_bilinear_and_the_fill_does_not_depend_on_the_thread_count():
+    """The pyramid's 2× upsampling equals PyTorch's bilinear to float rounding, and the fill comes out
+    bit for bit the same with 1 and 2 threads (PyTorch's CPU bilinear kernel does not: it made a
+    2-process run's outputs differ from a 2-thread process's by a grey level)."""
+    import torch.nn.functional as F
+
+    from pconv.fill import _upsample2x
+
+    for shape in [(1, 3, 64, 64), (2, 3, 5, 7), (1, 1, 1, 4)]:
+        f = torch.rand(shape)
+        ref = F.interpolate(f, scale_factor=2, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(_upsample2x(f), ref, atol=2.5e-7, rtol=0)
+    image, mask = torch.rand(1, 3, 128, 128), _holes(3, b=1, size=128)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(pull_push_fill(image, mask, levels=7, biharmonic=True))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1])

@@ -2,6 +2,7 @@
 
 Long-running commands get options appended that shrink them (argparse keeps the last value), so
 what runs is the README's command line itself, only smaller: a few steps, a tiny network.
+Multi-machine commands (``HOST:PORT`` rendezvous) run twice at once on this machine, as two nodes.
 """
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ def test_readme_commands_run(workdir):
     assert any(c.startswith("pconv train") for c in commands) and any(c.startswith("torchrun") for c in commands)
     ran = 0
     for line in commands:
-        if line.startswith("make ") or line.startswith("pconv serve"):
-            continue  # make test is CI itself; make demo and serve have their own tests below
+        if line.startswith("make ") or line.startswith("pconv serve") or "HOST:" in line:
+            continue  # make test is CI itself; make demo, serve and multi-machine lines have their own tests below
         result = _run(line, workdir)
         assert result.returncode == 0, f"README command failed: {line}\n{result.stdout}\n{result.stderr}"
         ran += 1
@@ -102,6 +103,7 @@ def test_readme_commands_run(workdir):
     # What the commands promised exists.
     assert (workdir / "filled.png").is_file() and (workdir / "telea.png").is_file()
     assert len(list((workdir / "filled").iterdir())) == 6
+    assert _same_files(workdir / "filled", workdir / "filled-sharded")  # torchrun: the one-process bytes
     assert (workdir / "pconv.onnx").is_file()
     assert len(list((workdir / "stroke-masks").glob("*.png"))) == 20
     assert len(list((workdir / "noise-masks").glob("*.png"))) == 20
@@ -111,6 +113,41 @@ def test_readme_commands_run(workdir):
     known = np.array(Image.open(workdir / "mask.png").convert("L")) < 128
     assert np.array_equal(np.array(Image.open(workdir / "filled.png"))[known],
                           np.array(Image.open(workdir / "photo.jpg").convert("RGB"))[known])
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all((a / n).read_bytes() == (b / n).read_bytes()
+                                                                  for n in names)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_readme_multi_machine_commands(workdir):
+    """Each ``HOST:PORT`` line runs as two nodes on this machine (one process each: two cores here)."""
+    lines = [c for c in readme_commands() if "HOST:" in c]
+    assert any(" pconv inpaint " in c for c in lines) and any(" pconv train " in c for c in lines)
+    reference = _run("pconv inpaint --input photos --mask masks --output filled-one", workdir)
+    assert reference.returncode == 0, reference.stderr
+    for line in lines:
+        line = re.sub(r"HOST:\d+", f"127.0.0.1:{_free_port()}", line).replace("--nproc_per_node auto",
+                                                                             "--nproc_per_node 1")
+        argv = shlex.split(line)
+        argv = argv + SHRINK.get(next((a for a in argv if a in SHRINK), ""), [])
+        argv[0] = str(BIN / argv[0])
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        nodes = [subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(2)]
+        outs = [node.communicate(timeout=600)[0] for node in nodes]
+        assert all(node.returncode == 0 for node in nodes), f"README command failed: {line}\n" + "\n".join(outs)
+        if " inpaint " in line:
+            assert sum(o.count("done: 6, skipped: 0, failed: 0") for o in outs) == 1  # one summary, of both nodes
+    assert _same_files(workdir / "filled-one", workdir / "filled-nodes")
+    assert (workdir / "runs" / "nodes" / "last.safetensors").is_file()
 
 
 def test_readme_fetch_script_help():

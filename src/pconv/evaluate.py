@@ -22,7 +22,6 @@ gloo barrier (or, without a process group, after the other ranks' files appear).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -37,6 +36,7 @@ import numpy as np
 from pconv.baselines import BASELINES
 from pconv.baselines import fill as baseline_fill
 from pconv.errors import PConvError
+from pconv.sharding import barrier, dist_env, part_path, rank_device, run_key, shard
 
 __all__ = [
     "evaluate",
@@ -327,49 +327,8 @@ def _process_case(job: Tuple[Case, str, Optional[str]]) -> List[Dict[str, Any]]:
 # ----------------------------------------------------------------------------------- distribution
 
 
-def _dist_env() -> Tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    rank = int(os.environ.get("RANK", "0") or 0)
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)) or world)
-    if world < 1 or not 0 <= rank < world:
-        raise PConvError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world}")
-    return rank, world, local_world
-
-
-def _part_key(part: Path) -> Optional[str]:
-    try:
-        return json.loads(part.read_text()).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _barrier(world: int, parts: Path, rank: int, key: str, timeout_s: float = 24 * 3600.0) -> None:
-    """Wait until every rank has written its rows: a gloo barrier, else the files themselves.
-
-    Without a process group rank 0 polls ``parts/`` until every rank's file carries this run's
-    ``key`` (a file left by an earlier, different run in the same folder does not count).
-    """
-    if world == 1:
-        return
-    try:
-        import datetime
-
-        import torch.distributed as dist
-
-        if dist.is_available() and (dist.is_initialized() or os.environ.get("MASTER_ADDR")):
-            if not dist.is_initialized():
-                dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
-            dist.barrier()
-            return
-    except (ImportError, RuntimeError, ValueError):
-        pass
-    if rank != 0:
-        return
-    deadline = time.monotonic() + timeout_s
-    while not all(_part_key(parts / f"rows.rank{r}.json") == key for r in range(world)):
-        if time.monotonic() > deadline:
-            raise PConvError(f"timed out waiting for the other ranks' rows in {parts}")
-        time.sleep(1.0)
+# ``pconv.sharding`` splits the cases (round robin: ``cases[rank::world]``), names the run, and lets
+# rank 0 wait for the other ranks' ``parts/rows.rankR.json``.
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -624,8 +583,9 @@ def evaluate(
     parts.mkdir(exist_ok=True)
     tile_dir.mkdir(exist_ok=True)
 
-    rank, world, local_world = _dist_env()
-    mine = cases[rank::world]
+    env = dist_env()
+    rank, world = env.rank, env.world
+    mine = [cases[i] for i in shard(cases, rank, world)]
     sheet_idx = set()
     for k, b in enumerate(buckets):  # one case per bucket on the contact sheet, a different photo each
         mine_b = [c.index for c in cases if c.bucket == b]
@@ -633,7 +593,8 @@ def evaluate(
             sheet_idx.add(mine_b[k % len(mine_b)])
     jobs = [(c, size_policy, str(tile_dir) if c.index in sheet_idx else None) for c in mine]
     cpus = os.cpu_count() or 1
-    threads = max(1, cpus // max(1, local_world) // workers)
+    threads = max(1, cpus // env.local_world // workers)
+    device = rank_device(device, env)
     weights_arg = None if weights is None else str(weights)
     rows: List[Dict[str, Any]] = []
     bar = tqdm(total=len(jobs), desc=f"evaluate{f' rank {rank}' if world > 1 else ''}", unit="case",
@@ -654,17 +615,16 @@ def evaluate(
     bar.close()
     order = {m: i for i, m in enumerate(methods)}
     rows.sort(key=lambda r: (r["case"], order[r["method"]]))
-    key = hashlib.sha256(json.dumps([[asdict(c) for c in cases], methods, size_policy, seed, world,
-                                     weights_arg]).encode()).hexdigest()
-    atomic_write_bytes(parts / f"rows.rank{rank}.json", _json_bytes({"key": key, "rows": rows}))
+    key = run_key([asdict(c) for c in cases], methods, size_policy, seed, world, weights_arg)
+    atomic_write_bytes(part_path(parts, "rows", rank), _json_bytes({"key": key, "rows": rows}))
 
-    _barrier(world, parts, rank, key)
+    barrier(world, parts, rank, key, name="rows")
     if rank != 0:
         return EvaluationResult(rows, {}, methods, buckets, out, rank=rank, world_size=world)
     if world > 1:
         rows = []
         for r in range(world):
-            rows.extend(_load_rows(parts / f"rows.rank{r}.json"))
+            rows.extend(_load_rows(part_path(parts, "rows", r)))
         rows.sort(key=lambda r: (r["case"], order[r["method"]]))
 
     summary = summarise(rows, methods, buckets)

@@ -68,10 +68,29 @@ def pull_push_fill(image: Tensor, mask: Tensor, iterations: int = 48, fine_itera
     f = torch.where(wl > 0, s / wl.clamp_min(1e-12), mean)
     for level in range(len(sums) - 2, -1, -1):
         s, wl = sums[level], weights[level]
-        up = F.interpolate(f, size=s.shape[-2:], mode="bilinear", align_corners=False)
+        up = _upsample2x(f)
         fixed, steps = wl >= 1.0, iterations if level else fine_iterations
         f = _relax_level(s + (1.0 - wl) * up, fixed, steps, biharmonic)
     return f.to(image.dtype)
+
+
+def _upsample2x(f: Tensor) -> Tensor:
+    """Bilinear 2× upsampling (``align_corners=False``, borders clamped), one side after the other.
+
+    The values of ``F.interpolate(f, scale_factor=2, mode="bilinear")`` to float rounding, but
+    rounded the same whatever the number of threads: PyTorch's CPU kernel rounds some pixels one
+    unit in the last place differently depending on how its loop is split across threads, which
+    made an inpainted photo differ by a grey level between a 1-thread and a 2-thread process.
+    Products and sums of separate tensor operations are rounded once per element, however split.
+    """
+    for dim in (-1, -2):
+        n = f.shape[dim]
+        before = torch.cat([f.narrow(dim, 0, 1), f.narrow(dim, 0, n - 1)], dim)  # f[i-1], clamped
+        after = torch.cat([f.narrow(dim, 1, n - 1), f.narrow(dim, n - 1, 1)], dim)  # f[i+1], clamped
+        even = before * 0.25 + f * 0.75
+        odd = f * 0.75 + after * 0.25
+        f = torch.stack([even, odd], dim).flatten(dim - 1, dim)  # interleave: even, odd, even, ...
+    return f
 
 
 def _relax_level(f: Tensor, fixed: Tensor, steps: int, biharmonic: bool) -> Tensor:

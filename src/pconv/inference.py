@@ -461,6 +461,19 @@ class Inpainter:
         """Like calling the inpainter, but returns an :class:`InpaintResult` (RGB array + details)."""
         return self._run([image], [mask], strategy, invert_mask, resize_mask, threshold)[0][0]
 
+    def inpaint_many(
+        self,
+        images: Sequence[ImageLike],
+        masks: "Sequence[Any] | Any",
+        *,
+        strategy: str = "auto",
+        invert_mask: bool = False,
+        resize_mask: bool = False,
+        threshold: float = 0.5,
+    ) -> List[InpaintResult]:
+        """:meth:`inpaint` for many images: windows of equal padded size run together (``batch_size``)."""
+        return self._run(images, masks, strategy, invert_mask, resize_mask, threshold)[0]
+
     def inpaint_batch(
         self,
         images: Sequence[ImageLike],

@@ -7,7 +7,14 @@ In folder mode each image takes the mask of the same file stem from the mask fol
 (``photo.jpg`` <- ``photo.png`` or ``photo_mask.png``), or the one mask file given for all. Outputs
 keep the input's file name (``--ext`` changes the format). An existing output is skipped unless
 ``--overwrite``; an input is never overwritten. The summary lists done / skipped / failed with
-reasons, and the exit status is 1 when anything failed.
+reasons, and the exit status is 1 when anything failed. Photos are read ahead and written behind
+the network by background threads (pconv.folder).
+
+Under torchrun (``torchrun --nproc_per_node N -m pconv inpaint --input ...``, also across machines
+that share the folders) each process takes its share of the photos (pconv.sharding), writes its
+outputs and a part file in ``OUTPUT/.pconv-parts/``; rank 0 prints one summary of every process and
+exits 1 when any photo failed anywhere. The outputs are the same bytes as a one-process run's, and
+a run stopped half-way and started again fills only the photos whose outputs are missing.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from pconv.errors import PConvError
+from pconv.folder import same_file as _same_file
 
 HELP = "fill the holes of a photo (or a folder of photos) given a mask (white = hole)"
 
@@ -55,13 +63,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = bf16 on CPUs with native bf16 and on GPUs, else fp32")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="folder mode: photos filled together, their equal-size windows as one network batch "
+                   "(default: 8 on a GPU, 1 on a CPU, where batching does not pay)")
+    p.add_argument("--prefetch", type=int, default=2, metavar="N",
+                   help="folder mode: batches read ahead of the network and waiting to be written, by background "
+                   "threads (0: one photo after the other, no threads)")
+    p.add_argument("--io-threads", type=int, default=None, metavar="N",
+                   help="folder mode: threads that read and decode, and as many that encode and write "
+                   "(default: 1 on a CPU, up to 4 per GPU)")
+    p.add_argument("--shard-by", default="order", choices=["order", "pixels"],
+                   help="under torchrun: split the photos across processes round robin (order), or balanced by "
+                   "pixel count read from each photo's header (pixels; every process reads every header)")
 
 
 def _inpaint_one(inpainter, image_path: Path, mask_path: Path, out_path: Path, args: argparse.Namespace) -> List[str]:
@@ -146,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
     if folder_mode and (args.image or args.mask_file):
         raise PConvError("give either IMAGE MASK -o OUT, or --input DIR --mask DIR|FILE --output DIR, not both")
     if not folder_mode:
+        from pconv.sharding import dist_env
+
+        if dist_env().distributed:
+            raise PConvError("torchrun splits a folder across processes: use --input DIR --mask DIR|FILE "
+                             "--output DIR (one photo needs one process)")
         if not args.image or not args.mask_file or not args.output:
             raise PConvError("usage: pconv inpaint IMAGE MASK -o OUT  (or --input DIR --mask DIR|FILE --output DIR)")
         if args.mask_option:
@@ -181,31 +199,87 @@ def run(args: argparse.Namespace) -> int:
         raise PConvError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise PConvError(f"the output folder {out_dir} is not writable")
-    inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
-                          flip_average=args.flip_average, compile=args.compile)
+    return _run_folder(args, jobs, out_dir)
+
+
+def _pixel_counts(jobs: List[Tuple[Path, Optional[Path], Path, str]]) -> List[float]:
+    """Each photo's pixel count from its header (1 when unreadable: it fails fast), for balancing ranks."""
+    from PIL import Image
+
+    counts = []
+    for image, _mask, _out, _reason in jobs:
+        try:
+            with Image.open(image) as im:
+                counts.append(float(im.width * im.height))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            counts.append(1.0)
+    return counts
+
+
+def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path], Path, str]], out_dir: Path) -> int:
+    """Fill this process's share of the folder (all of it without torchrun); rank 0 prints the summary."""
     from tqdm import tqdm
 
-    done: List[str] = []
-    skipped: List[Tuple[str, str]] = []
-    failed: List[Tuple[str, str]] = []
-    for image, mask, out, reason in tqdm(jobs, desc="inpaint", unit="img", file=sys.stderr, disable=None):
-        if mask is None:
-            failed.append((image.name, reason))
-            continue
-        try:
-            notes = _inpaint_one(inpainter, image, mask, out, args)
-            done.append(image.name + (f" ({'; '.join(notes)})" if notes else ""))
-        except FileExistsError:
-            skipped.append((image.name, f"{out} exists (--overwrite replaces it)"))
-        except PConvError as exc:
-            failed.append((image.name, str(exc)))
-        except (OSError, RuntimeError, MemoryError) as exc:  # one bad photo must not stop the batch
-            failed.append((image.name, f"{type(exc).__name__}: {exc}"))
-    print(f"done: {len(done)}, skipped: {len(skipped)}, failed: {len(failed)}  (outputs in {out_dir})")
-    for name in done:
-        print(f"  done     {name}")
-    for name, why in skipped:
-        print(f"  skipped  {name}: {why}")
-    for name, why in failed:
-        print(f"  failed   {name}: {why}")
-    return 1 if failed else 0
+    from pconv.folder import FolderJob, FolderOptions, Outcome, inpaint_folder, summary_lines
+    from pconv.inference import Inpainter
+    from pconv.sharding import (barrier, dist_env, part_path, rank_device, read_parts, remove_parts, run_key, shard,
+                                write_part)
+
+    for option, value, least in (("--batch-size", args.batch_size, 1), ("--prefetch", args.prefetch, 0),
+                                 ("--io-threads", args.io_threads, 1)):
+        if value is not None and value < least:
+            raise PConvError(f"{option} must be {'at least 1' if least else '0 or more'}, got {value}")
+    env = dist_env()
+    mine = list(range(len(jobs)))
+    if env.distributed:
+        weights = _pixel_counts(jobs) if args.shard_by == "pixels" else None
+        mine = shard(jobs, env.rank, env.world, weights)
+    device = rank_device(args.device, env)
+    inpainter = Inpainter(args.weights, method=args.method, device=device, precision=args.precision,
+                          flip_average=args.flip_average, batch_size=max(4, args.batch_size or 1),
+                          compile=args.compile)
+    on_gpu = inpainter.device.type != "cpu"
+    batch = args.batch_size or (8 if on_gpu else 1)
+    io_threads = args.io_threads or (max(1, min(4, (os.cpu_count() or 1) // env.local_world)) if on_gpu else 1)
+    options = FolderOptions(strategy=args.strategy, invert_mask=args.invert_mask, resize_mask=args.resize_mask,
+                            threshold=args.threshold, quality=args.quality, overwrite=args.overwrite,
+                            max_pixels=args.max_pixels)
+    parts = out_dir / ".pconv-parts"
+    key = run_key("inpaint", [[str(i), str(o)] for i, _m, o, _r in jobs], env.world)
+    if env.distributed:
+        parts.mkdir(exist_ok=True)
+        part_path(parts, "summary", env.rank).unlink(missing_ok=True)  # a killed run's part must not count
+    bar = tqdm(total=len(mine), desc=f"inpaint{f' rank {env.rank}' if env.distributed else ''}", unit="img",
+               file=sys.stderr, disable=None)
+    try:
+        outcomes = inpaint_folder(
+            inpainter, [(i, FolderJob(*jobs[i])) for i in mine], options, batch_size=batch,
+            prefetch=args.prefetch, io_threads=io_threads, on_outcome=lambda _o: bar.update(1))
+    except BaseException as exc:
+        if env.distributed:  # tell rank 0 instead of leaving it waiting for this rank's part
+            write_part(parts, "summary", env.rank, key, {"error": f"{type(exc).__name__}: {exc}", "outcomes": []})
+        raise
+    finally:
+        bar.close()
+    if not env.distributed:
+        print("\n".join(summary_lines(outcomes, out_dir)))
+        return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+    write_part(parts, "summary", env.rank, key, {"error": "", "outcomes": [dataclasses.asdict(o) for o in outcomes]})
+    barrier(env.world, parts, env.rank, key, name="summary")
+    if env.rank != 0:
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+        print(f"rank {env.rank}: done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
+              "(rank 0 prints the summary of all ranks)", file=sys.stderr)
+        return 0  # rank 0 reports this rank's failures; exiting 1 here would make torchrun stop rank 0
+    merged, stopped = [], []
+    for r, part in enumerate(read_parts(parts, "summary", env.world, key)):
+        if part["error"]:
+            stopped.append(f"rank {r} stopped: {part['error']}")
+        merged.extend(Outcome(**o) for o in part["outcomes"])
+    remove_parts(parts, "summary", env.world)
+    merged.sort(key=lambda o: o.index)
+    lines = summary_lines(merged, out_dir)
+    lines[0] += f"; {env.world} processes"
+    print("\n".join(lines + [f"  {s}" for s in stopped]))
+    return 1 if stopped or any(o.status == "failed" for o in merged) else 0
