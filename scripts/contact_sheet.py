@@ -74,14 +74,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         hole = read_mask_file(folder / "masks" / f"{photo.stem}.png", invert=True)  # black = hole there
         migan = read_image(folder / "results_migan" / f"{photo.stem}.png").rgb
         rows.append(_row(image, hole, migan, runners, args.tile))
-        labels.append(f"MI-GAN 512², hole {hole.mean():.0%}")
+        labels.append(f"MI-GAN 512x512, hole {hole.mean():.0%}")
     cases, buckets = make_cases(list_photos([args.data / d for d in PHOTOS_256]),
                                 _read_entries(args.data / "nvidia-irregular-masks"), None, args.seed)
     for k, bucket in enumerate(buckets):
         case = [c for c in cases if c.bucket == bucket][3 * k + 1]
         image, hole, _ = prepare_case(case, "256")
         rows.append(_row(image, hole, None, runners, args.tile))
-        labels.append(f"NVIDIA mask {bucket}, 256²")
+        labels.append(f"NVIDIA {bucket}, 256x256")
 
     head, side = 22, 150
     sheet = Image.new("RGB", (side + args.tile * len(COLUMNS), head + args.tile * len(rows)), "white")

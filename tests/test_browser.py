@@ -264,3 +264,23 @@ def test_api_docs_render_offline(browser, base_url):
     context.close()
     assert not blocked, f"/docs asked for other hosts: {blocked}"
     assert not errors, errors
+
+
+def test_method_menu_offers_both_fills_and_sends_the_choice(page, photo_path):
+    """The menu lists the photographic fill (the default, pre-selected) and pconv-smooth; the chosen
+    method goes with the request."""
+    pg = page
+    _open(pg, photo_path)
+    options = pg.eval_on_selector_all("#method option", "els => els.map(e => [e.value, e.textContent, e.selected])")
+    values = [v for v, _, _ in options]
+    assert "pconv" in values and "pconv-smooth" in values
+    assert [v for v, _, selected in options if selected] == ["pconv"]
+    assert "Photographic" in dict((v, t) for v, t, _ in options)["pconv"]
+    pg.select_option("#method", "pconv-smooth")
+    _stroke(pg, (0.3, 0.45), (0.7, 0.55))
+    with pg.expect_request(lambda r: r.url.endswith("/api/v1/inpaint")) as request:
+        pg.click("#run")
+    body = request.value.post_data_buffer
+    assert b'name="method"\r\n\r\npconv-smooth\r\n' in body
+    pg.wait_for_selector("#result-bar:not([hidden])", timeout=60_000)
+    assert pg.locator("#error").is_hidden()

@@ -216,6 +216,24 @@ def test_alpha_greyscale_exif_and_jpeg(tmp_path: Path, weights: Path) -> None:
     assert eo.size == (41, 30) and eo.getexif().get(0x0112) == 1
 
 
+def test_network_methods_match_the_python_api(tmp_path: Path, weights: Path) -> None:
+    """`--method pconv` (the default) and `--method pconv-smooth` write what Inpainter gives."""
+    from pconv.inference import Inpainter
+
+    img, mask, truth, hole = _painted_photo(tmp_path)
+    painted = np.asarray(Image.open(img))
+    outputs = {}
+    for method in ("pconv", "pconv-smooth"):
+        out = tmp_path / f"{method}.png"
+        args = [str(img), str(mask), "-o", str(out)] + (["--method", method] if method != "pconv" else [])
+        assert _run(weights, *args) == 0
+        outputs[method] = np.asarray(Image.open(out))
+        expected = np.asarray(Inpainter(weights, method=method, device="cpu")(painted, hole))
+        np.testing.assert_array_equal(outputs[method], expected)
+        np.testing.assert_array_equal(outputs[method][~hole], truth[~hole])
+    assert not np.array_equal(outputs["pconv"], outputs["pconv-smooth"])
+
+
 def test_baseline_method(tmp_path: Path, weights: Path) -> None:
     pytest.importorskip("cv2")
     img, mask, truth, hole = _painted_photo(tmp_path)

@@ -80,7 +80,7 @@ def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict
 # ----------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("method", ["pconv", "telea"])
+@pytest.mark.parametrize("method", ["pconv", "pconv-smooth", "telea"])
 def test_round_trip_keeps_known_pixels(client, method):
     img, hole = photo(), hole_mask()
     painted = img.copy()
@@ -106,6 +106,20 @@ def test_default_method_and_model_info(client, weights):
     assert info.model.loaded and info.model.weights == weights.name  # a file name, never a path
     assert info.model.config["channels"] == [8, 16, 16]
     assert info.model.num_params == sum(p.numel() for p in PConvUNet(TINY).parameters())
+
+
+def test_network_methods_answer_what_the_inpainter_gives(client, weights):
+    """method=pconv is the photographic fill, method=pconv-smooth the network alone, as in Python."""
+    from pconv.inference import Inpainter
+
+    img, hole = photo(), hole_mask()
+    info = Info.model_validate(client.get("/api/v1/info").json())
+    assert info.default_method == "pconv" and {"pconv", "pconv-smooth"} <= set(info.methods)
+    for method in ("pconv", "pconv-smooth"):
+        r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": method})
+        assert r.status_code == 200 and r.headers["x-pconv-method"] == method
+        expected = np.asarray(Inpainter(weights, method=method)(img, hole))
+        np.testing.assert_array_equal(decode(r.content), expected)
 
 
 def test_invert_mask_means_black_is_hole(client):
