@@ -24,6 +24,8 @@ from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
 from pconv.losses import InpaintingLoss, LossWeights
 from pconv.vgg import VGG16Features, load_vgg16_features
 from pconv.masks import hole_to_valid, noise_mask, read_mask_file, read_testset, stroke_mask, write_mask_file
+from pconv.texture import TextureConfig, transfer_detail
+from pconv.style_distance import StyleDistance
 from pconv.inference import Inpainter
 from pconv.baselines import BASELINES, fill as fill_baseline  # `evaluate` stays a module: pconv.evaluate.evaluate
 
@@ -42,5 +44,6 @@ __all__ = [
     "InpaintingLoss", "LossWeights", "VGG16Features", "load_vgg16_features",
     "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset",
     "Inpainter",
+    "TextureConfig", "transfer_detail", "StyleDistance",
     "BASELINES", "fill_baseline",
 ]
