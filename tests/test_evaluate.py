@@ -1,6 +1,7 @@
 """`pconv evaluate`: pairing, size policies, reports that hold the printed numbers, rank merging."""
 import csv
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -204,3 +205,18 @@ def test_rank_zero_ignores_rows_left_by_another_run(tmp_path, monkeypatch):
         barrier(2, tmp_path, 0, "this", timeout_s=0.2, poll_s=0.05)
     (tmp_path / "rows.rank1.json").write_text(json.dumps({"key": "this", "rows": []}))
     barrier(2, tmp_path, 0, "this", timeout_s=0.2, poll_s=0.05)
+
+
+def test_detail_and_style_columns_and_no_style(data, tmp_path):
+    """Every row carries the detail ratio and the style distance; ``style=False`` leaves the VGG16 out."""
+    args = dict(methods=["telea"], size_policy="native", seed=1, progress=False, limit=6)
+    with_style = evaluate(data.photos, data.masks, out_dir=tmp_path / "a", **args)
+    assert all(r["style"] >= 0 and "detail" in r for r in with_style.rows)
+    no_style = evaluate(data.photos, data.masks, out_dir=tmp_path / "b", style=False, **args)
+    assert all("style" not in r for r in no_style.rows)
+    assert [r["detail"] for r in no_style.rows] == [r["detail"] for r in with_style.rows]
+    details = [r["detail"] for r in no_style.rows if r["bucket"] == no_style.buckets[0]]
+    assert no_style.summary["telea"][no_style.buckets[0]]["detail"] == pytest.approx(np.nanmedian(details))
+    assert math.isnan(no_style.summary["telea"]["all"]["style"])
+    style_table = no_style.markdown.split("## style distance")[1].split("##")[0]
+    assert "| telea | – |" in style_table
