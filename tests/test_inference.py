@@ -381,6 +381,14 @@ def test_photographic_fill_is_the_smooth_fill_plus_transferred_detail(inp: Inpai
     np.testing.assert_array_equal(out[~hole], rgb[~hole])
 
 
+def test_texture_settings_only_for_the_photographic_fill(weights: Path) -> None:
+    from pconv.texture import TextureConfig
+
+    with pytest.raises(PConvError, match="apply to method 'pconv'"):
+        Inpainter(weights, method="pconv-smooth", texture=TextureConfig())
+    assert Inpainter(weights, texture=TextureConfig(gain=0.5)).texture.gain == 0.5
+
+
 def test_photographic_fill_is_deterministic_and_seeded(weights: Path, photo: Inpainter) -> None:
     rgb, hole = _img(96, 96, seed=2), np.zeros((96, 96), bool)
     hole[20:76, 24:80] = True  # blocks inside the hole draw their source: the seed matters there

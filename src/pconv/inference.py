@@ -383,6 +383,8 @@ class Inpainter:
         self.texture: Optional[TextureConfig] = None
         if method == "pconv":
             self.texture = texture if texture is not None else TextureConfig()
+        elif texture is not None:
+            raise PConvError(f"texture settings apply to method 'pconv' (the photographic fill), not {method!r}")
         self.flip_average = bool(flip_average)
         self.device = resolve_device(device)
         if int(batch_size) < 1:
