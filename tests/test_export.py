@@ -45,10 +45,10 @@ def test_onnx_matches_pytorch(model: PConvUNet, tmp_path: Path, dynamic: bool) -
     pytest.importorskip("onnx")
     report = export_model(model, tmp_path / "m.onnx", format="onnx", dynamic=dynamic)
     assert report.max_abs_diff < 1e-5
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    ort_session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     shape = (2, 48, 16) if dynamic else (1, 32, 32)
     image, mask = _inputs(*shape)
-    out = session.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
+    out = ort_session.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(out, model(image, mask).numpy(), atol=1e-5)
 

@@ -172,10 +172,10 @@ def _loader(format: str, path: Path):
         return run_ts
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ort_session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run_onnx(image: Tensor, mask: Tensor) -> Tensor:
-        out = session.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
+        out = ort_session.run(["output"], {"image": image.numpy(), "mask": mask.numpy()})[0]
         return torch.from_numpy(out)
 
     return run_onnx
