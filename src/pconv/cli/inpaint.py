@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from pconv.errors import PConvError
-from pconv.folder import same_file as _same_file
+from pconv.folder import FolderJob, FolderOptions, same_file as _same_file
 
 HELP = "fill the holes of a photo (or a folder of photos) given a mask (white = hole)"
 
@@ -77,26 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "pixel count read from each photo's header (pixels; every process reads every header)")
 
 
-def _inpaint_one(inpainter, image_path: Path, mask_path: Path, out_path: Path, args: argparse.Namespace) -> List[str]:
-    """Read, fill, write one photo; returns notes worth telling. Raises PConvError on failure."""
-    from pconv.imageio import read_image, write_image
-    from pconv.masks.io import read_mask_file
-
-    for src in (image_path, mask_path):
-        if _same_file(out_path, src):
-            raise PConvError(f"the output {out_path} is an input file ({src}); pconv never overwrites an input")
-    if out_path.exists() and not args.overwrite:
-        raise FileExistsError(str(out_path))
-    loaded = read_image(image_path, max_pixels=args.max_pixels)
-    hole = read_mask_file(mask_path, invert=args.invert_mask, threshold=args.threshold,
-                          size=(loaded.height, loaded.width), resize=args.resize_mask)
-    result = inpainter.inpaint(loaded.rgb, hole, strategy=args.strategy)
-    write_image(out_path, dataclasses.replace(loaded, rgb=result.image), quality=args.quality,
-                overwrite=args.overwrite)
-    notes = list(loaded.notes) + list(result.notes)
-    if not result.empty_mask:
-        notes.append(f"{result.hole_fraction:.1%} hole, strategy {result.strategy}, {result.windows} window(s)")
-    return notes
+def _options(args: argparse.Namespace) -> FolderOptions:
+    """The reading and writing options of both modes."""
+    return FolderOptions(strategy=args.strategy, invert_mask=args.invert_mask, resize_mask=args.resize_mask,
+                         threshold=args.threshold, quality=args.quality, overwrite=args.overwrite,
+                         max_pixels=args.max_pixels)
 
 
 def _folder_jobs(args: argparse.Namespace) -> Tuple[List[Tuple[Path, Optional[Path], Path, str]], Path]:
@@ -186,8 +171,14 @@ def run(args: argparse.Namespace) -> int:
             raise PConvError(f"cannot write {out}: folder {out.parent} does not exist")
         inpainter = Inpainter(args.weights, method=args.method, device=args.device, precision=args.precision,
                           flip_average=args.flip_average, compile=args.compile)
-        notes = _inpaint_one(inpainter, image, mask, out, args)
-        for note in notes:
+        from pconv.folder import inpaint_folder
+
+        # one photo through the folder pipeline, in line: the same reading, checks and atomic write
+        (outcome,) = inpaint_folder(inpainter, [(0, FolderJob(image, mask, out))], _options(args),
+                                    batch_size=1, prefetch=0, io_threads=1)
+        if outcome.status != "done":
+            raise PConvError(outcome.detail)
+        for note in filter(None, outcome.detail.split("; ")):
             print(f"{image.name}: {note}")
         print(f"wrote {out}")
         return 0
@@ -220,7 +211,7 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
     """Fill this process's share of the folder (all of it without torchrun); rank 0 prints the summary."""
     from tqdm import tqdm
 
-    from pconv.folder import FolderJob, FolderOptions, Outcome, inpaint_folder, summary_lines
+    from pconv.folder import Outcome, inpaint_folder, summary_lines
     from pconv.inference import Inpainter
     from pconv.sharding import (barrier, dist_env, part_path, rank_device, read_parts, remove_parts, run_key, shard,
                                 write_part)
@@ -241,9 +232,7 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
     on_gpu = inpainter.device.type != "cpu"
     batch = args.batch_size or (8 if on_gpu else 1)
     io_threads = args.io_threads or (max(1, min(4, (os.cpu_count() or 1) // env.local_world)) if on_gpu else 1)
-    options = FolderOptions(strategy=args.strategy, invert_mask=args.invert_mask, resize_mask=args.resize_mask,
-                            threshold=args.threshold, quality=args.quality, overwrite=args.overwrite,
-                            max_pixels=args.max_pixels)
+    options = _options(args)
     parts = out_dir / ".pconv-parts"
     key = run_key("inpaint", [[str(i), str(o)] for i, _m, o, _r in jobs], env.world)
     if env.distributed:
