@@ -5,18 +5,7 @@ import torch
 
 from pconv.errors import PConvError
 from pconv.style_distance import MIN_BOX, StyleDistance, hole_box
-from pconv.vgg import VGG16Features
-
-
-def tiny_vgg(seed: int = 0) -> VGG16Features:
-    """A seeded VGG16Features with random weights: enough to check the arithmetic."""
-    torch.manual_seed(seed)
-    net = VGG16Features()
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight)
-            torch.nn.init.normal_(m.bias, std=0.05)
-    return net.freeze()
+from test_losses import tiny_vgg  # tests/ is on sys.path under pytest's default import mode
 
 
 def _photo(seed: int = 0, size: int = 64) -> np.ndarray:
