@@ -11,6 +11,7 @@ Needs ../shared/eval-data (research-only material: it is read, never copied).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -58,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from pconv.imageio import read_image
     from pconv.inference import Inpainter
     from pconv.masks.io import read_mask_file
-    from pconv.weights import load_model
+    from pconv.weights import atomic_write_bytes, load_model
 
     model = load_model(None)
     runners = {"pconv": Inpainter(model), "pconv-smooth": Inpainter(model, method="pconv-smooth"),
@@ -92,9 +93,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         draw.text((6, head + i * args.tile + args.tile // 2 - 6), label, fill="black")
         for j, im in enumerate(row):
             sheet.paste(im, (side + j * args.tile, head + i * args.tile))
-    from pconv.weights import atomic_write_bytes
-    import io
-
     buf = io.BytesIO()
     sheet.save(buf, format="JPEG", quality=88)
     atomic_write_bytes(args.out, buf.getvalue())
