@@ -5,7 +5,7 @@ import torch
 
 from pconv.errors import PConvError
 from pconv.metrics import detail_ratio, hole_detail
-from pconv.texture import TextureConfig, gaussian_blur, high_pass, transfer_detail
+from pconv.texture import TextureConfig, gaussian_blur, high_pass, mid_weight, transfer_detail
 
 
 def _scene(size: int = 96, seed: int = 0):
@@ -99,3 +99,49 @@ def test_bad_input_and_settings_are_clear_errors():
         TextureConfig(sigma=0)
     with pytest.raises(PConvError, match="context"):
         TextureConfig(context=2)
+    with pytest.raises(PConvError, match="mid_sigma"):
+        TextureConfig(mid_sigma=2.0)
+    with pytest.raises(PConvError, match="mid_ramp"):
+        TextureConfig(mid_ramp=0)
+
+
+def test_mid_weight_grows_with_the_distance_from_the_known_region():
+    hole = np.zeros((60, 60), bool)
+    hole[10:50, 10:50] = True  # a 40 px square: its centre lies 20 px from the known region
+    w = mid_weight(hole, start=4.0, ramp=12.0).numpy()
+    assert w[~hole].max() == 0.0
+    assert w[10, 30] == 0.0 and w[13, 30] == 0.0  # 1 and 4 px from the edge: not yet
+    assert w[19, 30] == pytest.approx((10 - 4) / 12, abs=1e-5)  # 10 px in: halfway up the ramp
+    assert w[29, 29] == 1.0  # the centre: full
+    assert np.all(np.diff(w[10:30, 30]) >= 0)  # never falls going inwards
+
+
+def _blobs(size: int = 128, seed: int = 0):
+    """A photo whose texture is coarse (blobs of ~10 px: mid band, little fine detail), a 64 px
+    square hole and a flat fill of the photo's mean colour."""
+    rng = np.random.default_rng(seed)
+    noise = torch.from_numpy(rng.normal(0, 1, (1, 3, size, size))).float()
+    coarse = gaussian_blur(noise, 4.0)[0].permute(1, 2, 0).numpy()
+    photo = np.clip(128 + 60 * coarse / coarse.std(), 0, 255).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[32:96, 32:96] = True
+    fill = photo.copy()
+    fill[hole] = photo[~hole].mean(0).round().astype(np.uint8)
+    return photo, hole, fill
+
+
+def test_the_mid_band_restores_coarse_texture_deep_in_the_hole_and_leaves_the_edge_alone():
+    photo, hole, fill = _blobs()
+    with_mid, without = transfer_detail(fill, hole), transfer_detail(fill, hole, TextureConfig(mid_gain=0))
+    np.testing.assert_array_equal(with_mid[~hole], photo[~hole])
+    # within mid_start px of the edge the two agree exactly; deeper in they differ
+    near = hole & (mid_weight(hole, 4.0, 12.0).numpy() == 0)
+    np.testing.assert_array_equal(with_mid[near], without[near])
+
+    def mid_energy(a: np.ndarray) -> float:
+        x = torch.from_numpy(a).permute(2, 0, 1)[None].float()
+        band = (gaussian_blur(x, 2.5) - gaussian_blur(x, 8.0))[0].permute(1, 2, 0).numpy()
+        return float(np.abs(band[48:80, 48:80]).mean())  # the hole's core, 16+ px from its edge
+
+    assert mid_energy(without) < 0.3 * mid_energy(photo)  # fine detail alone leaves the blobs out
+    assert 0.5 * mid_energy(photo) < mid_energy(with_mid) < 1.4 * mid_energy(photo)

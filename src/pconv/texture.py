@@ -23,6 +23,10 @@ same photo:
    squared weights instead keeps the detail's contrast (variance-preserving blending).
 6. Add ``gain`` × the pasted detail to the fill in the hole (parts narrower than ``min_width`` px
    may keep the fill as it is); known pixels stay the photo's exactly.
+7. Deep inside a hole the network's fill is foggy in the mid frequencies too, so the same sources
+   also give a mid band (``blur(photo, sigma) − blur(photo, mid_sigma)``), added × ``mid_gain`` with
+   a weight that grows from 0 at ``mid_start`` px from the hole's edge to 1 ``mid_ramp`` px further
+   in: near the edge the fill is right and stays so.
 
 Pure tensor code; deterministic for a given ``seed`` (the search is exact, the draw is seeded).
 """
@@ -32,13 +36,14 @@ import math
 from dataclasses import dataclass
 from typing import Tuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pconv.errors import PConvError
 
-__all__ = ["TextureConfig", "transfer_detail", "gaussian_blur", "high_pass"]
+__all__ = ["TextureConfig", "transfer_detail", "gaussian_blur", "high_pass", "mid_weight"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class TextureConfig:
     coherence: float = 1.5      #: ... when its descriptor distance is within this factor of their own
     rerank: int = 16            #: blocks on the hole's edge choose among this many nearest sources ...
     edge_known: float = 0.1     #: ... by agreement with their known detail, when this share of them is known
+    mid_sigma: float = 8.0      #: the mid band lies between Gaussians of ``sigma`` and this (px)
+    mid_gain: float = 1.0       #: scale of the pasted mid band, deep in the hole; 0 = none
+    mid_start: float = 4.0      #: the mid band starts this far from the hole's edge (px) ...
+    mid_ramp: float = 12.0      #: ... and reaches its full gain this much further in (px)
 
     def __post_init__(self) -> None:
         if self.sigma <= 0:
@@ -70,6 +79,10 @@ class TextureConfig:
             raise PConvError("texture candidates, source_stride and max_sources must be >= 1")
         if self.gain < 0 or self.min_width < 0:
             raise PConvError("texture gain and min_width must be >= 0")
+        if self.mid_sigma <= self.sigma:
+            raise PConvError(f"texture mid_sigma must be > sigma ({self.sigma}), got {self.mid_sigma}")
+        if self.mid_gain < 0 or self.mid_start < 0 or self.mid_ramp <= 0:
+            raise PConvError("texture mid_gain and mid_start must be >= 0 and mid_ramp > 0")
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -95,6 +108,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def high_pass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """``x − gaussian_blur(x, sigma)``: the detail layer."""
     return x - gaussian_blur(x, sigma)
+
+
+def mid_weight(hole: np.ndarray, start: float, ramp: float) -> torch.Tensor:
+    """(H, W) weight of the mid band: 0 up to ``start`` px (Euclidean) from the nearest known pixel,
+    rising linearly to 1 over the next ``ramp`` px; 0 on known pixels."""
+    depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return torch.from_numpy(np.clip((depth - start) / ramp, 0.0, 1.0)).float()
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -139,6 +159,7 @@ class _Photo:
 
     image: torch.Tensor     #: (3, H, W) in [0, 1]
     detail: torch.Tensor    #: (3, H, W): image − its Gaussian blur
+    layers: torch.Tensor    #: what is pasted: the detail, then (with a mid band) the mid band
     pooled: torch.Tensor    #: the low layer's cell means, for descriptors
     known: torch.Tensor     #: (H, W) float, 1 = known
     hole_share: torch.Tensor  #: (H−b+1, W−b+1): share of hole pixels in the block at each origin
@@ -165,7 +186,9 @@ def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) ->
     margin = (ctx - b) // 2
     padded = F.pad(low, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
     hole_t = torch.from_numpy(hole)
-    return _Photo(image=x[0], detail=(x - low)[0], pooled=_box_mean(padded, cell), known=(~hole_t).float(),
+    detail = (x - low)[0]
+    layers = torch.cat([detail, (low - gaussian_blur(x, cfg.mid_sigma))[0]]) if cfg.mid_gain > 0 else detail
+    return _Photo(image=x[0], detail=detail, layers=layers, pooled=_box_mean(padded, cell), known=(~hole_t).float(),
                   hole_share=_box_mean(hole_t[None].float(), b)[0], block=b, cell=cell)
 
 
@@ -256,7 +279,7 @@ def _propagate(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, tgt: Tuple[tor
 
 
 def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
-    """The sources' detail, windowed (sin², which sums to one at half overlap) and accumulated at
+    """The sources' layers (detail, mid band), windowed (sin², which sums to one at half overlap) and accumulated at
     the targets. Where overlapping blocks copy one continuous piece (equal displacements) the
     weighted mean reproduces it; where they copy unrelated pieces a mean would lose contrast, so
     there the sum is divided by the root of the squared weights instead, which keeps the detail's
@@ -278,8 +301,9 @@ def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, 
     spread = accumulate(window * (disp_y ** 2 + disp_x ** 2)) / s1 - my ** 2 - mx ** 2
     coherent = torch.exp(-spread.clamp_min(0) / 4.0)
     norm = coherent * s1 + (1 - coherent) * s2.sqrt()
-    pasted = _blocks(photo.detail, cy, cx, b) * window  # (3, n, b, b)
-    return torch.zeros(3, h * w).index_add_(1, flat, pasted.reshape(3, -1)).view(3, h, w) / norm
+    c = photo.layers.shape[0]
+    pasted = _blocks(photo.layers, cy, cx, b) * window  # (C, n, b, b)
+    return torch.zeros(c, h * w).index_add_(1, flat, pasted.reshape(c, -1)).view(c, h, w) / norm
 
 
 def transfer_detail(
@@ -309,11 +333,12 @@ def transfer_detail(
     edge = photo.hole_share[ty, tx] <= 1.0 - config.edge_known  # blocks with enough known pixels
     choice = _match(photo, src, (ty, tx), edge, config, seed)
     cy, cx = _propagate(photo, src[0][choice], src[1][choice], (ty, tx), grid, edge, config)
-    canvas = _paste(photo, cy, cx, ty, tx)
+    pasted = _paste(photo, cy, cx, ty, tx)
+    canvas = config.gain * pasted[:3]
     if config.min_width > 1:
-        import cv2
-
         kernel = np.ones((config.min_width, config.min_width), np.uint8)
         canvas = canvas * torch.from_numpy(cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0)
-    out = (photo.image + config.gain * canvas).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    if config.mid_gain > 0:
+        canvas = canvas + config.mid_gain * pasted[3:] * mid_weight(hole, config.mid_start, config.mid_ramp)
+    out = (photo.image + canvas).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     return np.where(hole[:, :, None], out.permute(1, 2, 0).numpy(), image)
