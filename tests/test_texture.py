@@ -145,3 +145,35 @@ def test_the_mid_band_restores_coarse_texture_deep_in_the_hole_and_leaves_the_ed
 
     assert mid_energy(without) < 0.3 * mid_energy(photo)  # fine detail alone leaves the blobs out
     assert 0.5 * mid_energy(photo) < mid_energy(with_mid) < 1.4 * mid_energy(photo)
+
+
+def test_repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it():
+    from pconv.texture import _limit_repeats
+
+    n_tgt, n_src = 40, 10
+    nearest = torch.stack([torch.roll(torch.arange(n_src), -i) for i in range(n_tgt)])  # each its own order
+    choice = torch.zeros(n_tgt, dtype=torch.long)  # every block drew source 0
+    edge = torch.zeros(n_tgt, dtype=torch.bool)
+    edge[:3] = True  # edge blocks keep their pick whatever the count
+    out = _limit_repeats(choice, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:3], choice[:3])
+    counts = torch.bincount(out[3:], minlength=n_src)
+    assert int(counts.max()) <= 4 and int(counts[0]) <= 4 - 3  # limit = 1.0 × 40 / 10; the edge used 3 of 0's
+    for i in range(3, n_tgt):  # a moved block took the first source of its list under the limit
+        assert out[i] in nearest[i][: n_src].tolist()
+    again = _limit_repeats(choice, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    # under the limit, every draw stands
+    spread = torch.arange(n_tgt) % n_src
+    assert torch.equal(_limit_repeats(spread, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0)), spread)
+
+
+def test_repeat_limit_changes_only_fills_that_hit_it():
+    photo, hole, fill = _blobs()
+    unlimited = transfer_detail(fill, hole, TextureConfig(max_repeat=0))
+    np.testing.assert_array_equal(transfer_detail(fill, hole, TextureConfig(max_repeat=1e6)), unlimited)
+    big = np.zeros_like(hole)
+    big[32:] = True  # three quarters of the photo, filled flat: many blocks, alike, for few sources
+    limited, free = transfer_detail(fill, big), transfer_detail(fill, big, TextureConfig(max_repeat=0))
+    assert not np.array_equal(limited, free)
+    np.testing.assert_array_equal(limited[~big], fill[~big])

@@ -14,7 +14,9 @@ same photo:
    nearest descriptors (exact search, one matrix product per chunk). Blocks that overlap the known
    region take, among the ``rerank`` nearest, the source whose detail correlates best with their
    known detail, so the texture continues across the hole's edge; the others draw one of the
-   ``candidates`` nearest with a seeded generator, so a flat fill does not repeat one tile.
+   ``candidates`` nearest with a seeded generator, so a flat fill does not repeat one tile. Where few
+   sources serve many blocks (a large hole, a small known region) a source serves at most
+   ``max_repeat`` × its fair share of blocks; the rest move down their list (``spread`` nearest).
 4. Coherence: for ``propagation`` rounds a block adopts its neighbour's source, shifted by their
    distance, when that source is nearly as close (``coherence``): neighbours then copy one
    continuous piece of texture rather than a patchwork.
@@ -63,6 +65,10 @@ class TextureConfig:
     coherence: float = 1.5      #: ... when its descriptor distance is within this factor of their own
     rerank: int = 16            #: blocks on the hole's edge choose among this many nearest sources ...
     edge_known: float = 0.1     #: ... by agreement with their known detail, when this share of them is known
+    #: a source serves at most this many times its fair share (blocks / sources) of the blocks off
+    #: the hole's edge, so a large fill is not one tile repeated; 0 = no limit
+    max_repeat: float = 4.0
+    spread: int = 64            #: ... the others take the nearest source under the limit among this many
     mid_sigma: float = 8.0      #: the mid band lies between Gaussians of ``sigma`` and this (px)
     mid_gain: float = 1.0       #: scale of the pasted mid band, deep in the hole; 0 = none
     mid_start: float = 4.0      #: the mid band starts this far from the hole's edge (px) ...
@@ -75,8 +81,10 @@ class TextureConfig:
             raise PConvError(f"texture block must be an even number >= 4, got {self.block}")
         if self.context < 1 or self.context % 2 == 0:
             raise PConvError(f"texture context must be an odd number of blocks, got {self.context}")
-        if self.candidates < 1 or self.source_stride < 1 or self.max_sources < 1:
-            raise PConvError("texture candidates, source_stride and max_sources must be >= 1")
+        if self.candidates < 1 or self.source_stride < 1 or self.max_sources < 1 or self.spread < 1:
+            raise PConvError("texture candidates, source_stride, max_sources and spread must be >= 1")
+        if self.max_repeat < 0:
+            raise PConvError(f"texture max_repeat must be >= 0 (0 = no limit), got {self.max_repeat}")
         if self.gain < 0 or self.min_width < 0:
             raise PConvError("texture gain and min_width must be >= 0")
         if self.mid_sigma <= self.sigma:
@@ -227,10 +235,12 @@ def _match(photo: _Photo, src: Tuple[torch.Tensor, torch.Tensor], tgt: Tuple[tor
     the hole's edge (``edge``) the nearest source whose detail correlates best with the known detail."""
     d_src, d_tgt = photo.descriptors(*src), photo.descriptors(*tgt)
     k = min(cfg.candidates, d_src.shape[0])
-    kk = min(max(k, cfg.rerank), d_src.shape[0])
+    kr = min(max(k, cfg.rerank), d_src.shape[0])
+    kk = min(max(kr, cfg.spread if cfg.max_repeat > 0 else 0), d_src.shape[0])
     src_sq = (d_src * d_src).sum(1)
     gen = torch.Generator().manual_seed(int(seed))
     choice = torch.empty(d_tgt.shape[0], dtype=torch.long)
+    tops = []
     for start in range(0, d_tgt.shape[0], 256):
         stop = min(start + 256, d_tgt.shape[0])
         q = d_tgt[start:stop]
@@ -243,13 +253,33 @@ def _match(photo: _Photo, src: Tuple[torch.Tensor, torch.Tensor], tgt: Tuple[tor
             # least detail.
             ty, tx = tgt[0][start:stop][e], tgt[1][start:stop][e]
             t_det, t_known = _blocks(photo.detail, ty, tx, photo.block), _blocks(photo.known, ty, tx, photo.block)
-            cand = top[e]
+            cand = top[e, :kr]
             c_det = _blocks(photo.detail, src[0][cand], src[1][cand], photo.block) * t_known[:, None]
             dot = (c_det * t_det[:, :, None]).sum((0, 3, 4))  # (ne, kk)
             norm = c_det.square().sum((0, 3, 4)).sqrt().clamp_min(1e-6)
             pick[e] = cand[torch.arange(e.numel()), (dot / norm).argmax(1)]
         choice[start:stop] = pick
+        tops.append(top)
+    if cfg.max_repeat > 0:
+        choice = _limit_repeats(choice, torch.cat(tops), edge, d_src.shape[0], cfg.max_repeat, gen)
     return choice
+
+
+def _limit_repeats(choice: torch.Tensor, nearest: torch.Tensor, edge: torch.Tensor, n_src: int,
+                   max_repeat: float, gen: torch.Generator) -> torch.Tensor:
+    """Visit the blocks off the edge in a seeded order; a block keeps its drawn source while that
+    source serves fewer than ``max_repeat`` × (blocks / sources) blocks, else takes the nearest
+    source of its list (``nearest``, nearest first) still under that limit, else the least used."""
+    limit = max(1, math.ceil(max_repeat * choice.numel() / n_src))
+    pick, near = choice.numpy().copy(), nearest.numpy()
+    uses = np.bincount(pick[edge.numpy()], minlength=n_src)
+    order = torch.randperm(choice.numel(), generator=gen).numpy()
+    for i in order[~edge.numpy()[order]]:
+        if uses[pick[i]] >= limit:
+            u = uses[near[i]]
+            pick[i] = near[i][np.argmax(u < limit)] if (u < limit).any() else near[i][np.argmin(u)]
+        uses[pick[i]] += 1
+    return torch.from_numpy(pick)
 
 
 def _propagate(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, tgt: Tuple[torch.Tensor, torch.Tensor],
