@@ -177,3 +177,15 @@ def test_repeat_limit_changes_only_fills_that_hit_it():
     limited, free = transfer_detail(fill, big), transfer_detail(fill, big, TextureConfig(max_repeat=0))
     assert not np.array_equal(limited, free)
     np.testing.assert_array_equal(limited[~big], fill[~big])
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.5, 8.0])
+def test_gaussian_blur_fast_path_equals_the_convolution(sigma):
+    from pconv.texture import _blur_conv, _gaussian_kernel
+
+    x = torch.rand(2, 3, 40, 57, generator=torch.Generator().manual_seed(0))
+    fast = gaussian_blur(x, sigma)
+    assert fast.shape == x.shape
+    torch.testing.assert_close(fast, _blur_conv(x, _gaussian_kernel(sigma)), atol=1e-5, rtol=0)
+    tiny = x[:, :, :5, :6]  # smaller than the kernel: the convolution, with replicated borders
+    torch.testing.assert_close(gaussian_blur(tiny, sigma), _blur_conv(tiny, _gaussian_kernel(sigma)))

@@ -101,8 +101,23 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) with reflected borders (OpenCV's default border)."""
-    k = _gaussian_kernel(sigma).to(x)
+    """Separable Gaussian blur of (N, C, H, W) with reflected borders (OpenCV's default border).
+
+    On the CPU, float32 images larger than the kernel go through OpenCV's separable filter (the
+    same kernel and border, ~10× faster than ``conv2d`` for the wide kernels of the mid band)."""
+    k = _gaussian_kernel(sigma)
+    if x.device.type == "cpu" and x.dtype == torch.float32 and min(x.shape[-2:]) > k.numel() // 2:
+        kernel = k.double().numpy()
+        planes = x.detach().reshape(-1, *x.shape[-2:]).contiguous().numpy()
+        out = [cv2.sepFilter2D(p, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT_101) for p in planes]
+        return torch.from_numpy(np.stack(out)).view(x.shape)
+    return _blur_conv(x, k)
+
+
+def _blur_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_blur` as two 1-D convolutions (any device and dtype; replicated borders on
+    images no larger than the kernel)."""
+    k = k.to(x)
     r = k.numel() // 2
     c = x.shape[1]
     if min(x.shape[-2:]) <= r:
