@@ -189,3 +189,17 @@ def test_gaussian_blur_fast_path_equals_the_convolution(sigma):
     torch.testing.assert_close(fast, _blur_conv(x, _gaussian_kernel(sigma)), atol=1e-5, rtol=0)
     tiny = x[:, :, :5, :6]  # smaller than the kernel: the convolution, with replicated borders
     torch.testing.assert_close(gaussian_blur(tiny, sigma), _blur_conv(tiny, _gaussian_kernel(sigma)))
+
+
+def test_the_source_cap_holds_on_large_photos():
+    """Past the block size the source stride keeps growing, so the search stays within max_sources."""
+    from pconv.texture import _prepare, _sources
+
+    photo, hole, fill = _scene(200)
+    cfg = TextureConfig(max_sources=50)
+    ys, xs = _sources(_prepare(fill, hole, cfg.block, cfg), cfg)
+    assert 0 < ys.numel() <= 50
+    assert (ys % 32 == 0).all() and (xs % 32 == 0).all()  # stride 4 doubled to 32, past the 16 px block
+    out = transfer_detail(fill, hole, cfg)
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert detail_ratio(out, photo, hole) > 0.5

@@ -221,7 +221,7 @@ def _sources(photo: _Photo, cfg: TextureConfig) -> Tuple[torch.Tensor, torch.Ten
     b, stride = photo.block, cfg.source_stride
     while True:
         sy, sx = torch.arange(0, h - b + 1, stride), torch.arange(0, w - b + 1, stride)
-        if sy.numel() * sx.numel() <= cfg.max_sources or stride >= b:
+        if sy.numel() * sx.numel() <= cfg.max_sources:
             break
         stride *= 2
     ys, xs = torch.meshgrid(sy, sx, indexing="ij")
