@@ -5,7 +5,7 @@ import torch
 
 from pconv.errors import PConvError
 from pconv.metrics import detail_ratio, hole_detail
-from pconv.texture import TextureConfig, gaussian_blur, high_pass, mid_weight, transfer_detail
+from pconv.texture import TextureConfig, detail_strength, gaussian_blur, high_pass, mid_weight, transfer_detail
 
 
 def _scene(size: int = 96, seed: int = 0):
@@ -203,3 +203,40 @@ def test_the_source_cap_holds_on_large_photos():
     out = transfer_detail(fill, hole, cfg)
     np.testing.assert_array_equal(out[~hole], photo[~hole])
     assert detail_ratio(out, photo, hole) > 0.5
+
+
+def test_detail_strength_is_the_known_detail_rms_nearby():
+    detail = torch.zeros(3, 64, 64)
+    detail[:, 32:] = torch.where(torch.arange(64) % 2 == 0, 0.1, -0.1)  # rough below, smooth above
+    hole = np.zeros((64, 64), bool)
+    hole[24:40, 24:40] = True
+    detail[:, hole] = 5.0  # what the hole holds is never read
+    s = detail_strength(detail, hole, sigma=4.0).numpy()
+    assert s[2, 30] < 1e-6 and abs(s[60, 30] - 0.1) < 1e-4  # far from the border: the side's own RMS
+    assert s[26, 30] < 0.03 < 0.07 < s[37, 30] < 0.1 + 1e-6  # inside the hole: the nearer side's
+
+
+def test_each_side_of_a_hole_copies_the_texture_beside_it():
+    """Sky above, rock below, both grey on average; a fog fill of the same grey in a hole across
+    both. By colour the flat fill is nearest the flat sky everywhere; the known detail's strength
+    sends the rock side to rough sources and keeps the sky side smooth."""
+    rng = np.random.default_rng(0)
+    size = 128
+    photo = np.full((size, size, 3), 128.0)
+    photo[size // 2:] += rng.normal(0, 25, (size // 2, size, 1))
+    photo = photo.clip(0, 255).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[32:96, 40:88] = True
+    fill = photo.copy()
+    fill[hole] = 128
+
+    def halves(out: np.ndarray):
+        up, down = hole.copy(), hole.copy()
+        up[size // 2:], down[:size // 2] = False, False
+        return hole_detail(out, up), hole_detail(out, down)
+
+    up, down = halves(transfer_detail(fill, hole))
+    assert up < 0.1 * down  # the sky side stays smooth, the rock side is rough
+    assert down > 0.5 * hole_detail(photo, hole & (np.arange(size) >= size // 2)[:, None])
+    _, down0 = halves(transfer_detail(fill, hole, TextureConfig(energy_weight=0)))
+    assert down0 < 0.3 * down  # by colour alone the rock side copies sky too

@@ -9,7 +9,10 @@ same photo:
    ``detail = photo − low``.
 2. Cover the hole with blocks of ``block`` px on a grid of half that stride. A block's descriptor
    is its context window (``context`` blocks a side) average-pooled to a 4×4 grid of low-layer
-   colours: "green above, grey below", not fine detail, which the fill does not have.
+   colours: "green above, grey below", not fine detail, which the fill does not have; plus, on the
+   same grid, how strong the known detail is around it (its RMS over known pixels, smoothed by a
+   Gaussian of ``energy_sigma``, × ``energy_weight``): blocks beside sky pick smooth sources, blocks
+   beside rock rough ones, where the fill's fog alone cannot tell them apart.
 3. For every hole block, find among the blocks lying wholly in the known region (sources) the
    nearest descriptors (exact search, one matrix product per chunk). Blocks that overlap the known
    region take, among the ``rerank`` nearest, the source whose detail correlates best with their
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 
 from pconv.errors import PConvError
 
-__all__ = ["TextureConfig", "transfer_detail", "gaussian_blur", "high_pass", "mid_weight"]
+__all__ = ["TextureConfig", "transfer_detail", "gaussian_blur", "high_pass", "mid_weight", "detail_strength"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class TextureConfig:
     sigma: float = 2.5          #: the split between low and detail layers (Gaussian sigma, px)
     block: int = 16             #: side of a pasted detail block (px); the grid stride is half of it
     context: int = 3            #: descriptor window, in blocks (odd): the block and its neighbours
+    energy_weight: float = 6.0  #: weight of the known detail's strength in the descriptor; 0 = colours only
+    energy_sigma: float = 32.0  #: ... smoothed over this Gaussian sigma (px)
     candidates: int = 4         #: draw the source among this many nearest descriptors
     source_stride: int = 4      #: sources are taken on a grid of this stride (px)
     max_sources: int = 8000     #: cap on the number of source blocks (their stride grows beyond it)
@@ -87,6 +92,8 @@ class TextureConfig:
             raise PConvError(f"texture max_repeat must be >= 0 (0 = no limit), got {self.max_repeat}")
         if self.gain < 0 or self.min_width < 0:
             raise PConvError("texture gain and min_width must be >= 0")
+        if self.energy_weight < 0 or self.energy_sigma <= 0:
+            raise PConvError("texture energy_weight must be >= 0 and energy_sigma > 0")
         if self.mid_sigma <= self.sigma:
             raise PConvError(f"texture mid_sigma must be > sigma ({self.sigma}), got {self.mid_sigma}")
         if self.mid_gain < 0 or self.mid_start < 0 or self.mid_ramp <= 0:
@@ -138,6 +145,14 @@ def mid_weight(hole: np.ndarray, start: float, ramp: float) -> torch.Tensor:
     rising linearly to 1 over the next ``ramp`` px; 0 on known pixels."""
     depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return torch.from_numpy(np.clip((depth - start) / ramp, 0.0, 1.0)).float()
+
+
+def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float) -> torch.Tensor:
+    """(H, W) RMS of the known pixels' grey detail around every pixel (a Gaussian of ``sigma``
+    weighting the known pixels only): how rough the photo is near each place, holes included."""
+    known = torch.from_numpy(~hole).float()[None, None]
+    energy = known * detail.mean(0)[None, None] ** 2
+    return (gaussian_blur(energy, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)).clamp_min(0).sqrt()[0, 0]
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -207,9 +222,12 @@ def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) ->
     ctx = cfg.context * b
     cell = max(1, ctx // 4)
     margin = (ctx - b) // 2
-    padded = F.pad(low, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
     hole_t = torch.from_numpy(hole)
     detail = (x - low)[0]
+    features = low
+    if cfg.energy_weight > 0:
+        features = torch.cat([low, cfg.energy_weight * detail_strength(detail, hole, cfg.energy_sigma)[None, None]], 1)
+    padded = F.pad(features, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
     layers = torch.cat([detail, (low - gaussian_blur(x, cfg.mid_sigma))[0]]) if cfg.mid_gain > 0 else detail
     return _Photo(image=x[0], detail=detail, layers=layers, pooled=_box_mean(padded, cell), known=(~hole_t).float(),
                   hole_share=_box_mean(hole_t[None].float(), b)[0], block=b, cell=cell)
