@@ -33,7 +33,8 @@ same photo:
    a weight that grows from 0 at ``mid_start`` px from the hole's edge to 1 ``mid_ramp`` px further
    in: near the edge the fill is right and stays so.
 
-Pure tensor code; deterministic for a given ``seed`` (the search is exact, the draw is seeded).
+Tensor code (OpenCV for the blurs and distances); deterministic for a given ``seed`` (the search
+is exact, the draw and the visiting order are seeded).
 """
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float) -> tor
     weighting the known pixels only): how rough the photo is near each place, holes included."""
     known = torch.from_numpy(~hole).float()[None, None]
     energy = known * detail.mean(0)[None, None] ** 2
-    return (gaussian_blur(energy, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)).clamp_min(0).sqrt()[0, 0]
+    mean_square = gaussian_blur(energy, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)
+    return mean_square.clamp_min(0).sqrt()[0, 0]
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -226,7 +228,8 @@ def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) ->
     detail = (x - low)[0]
     features = low
     if cfg.energy_weight > 0:
-        features = torch.cat([low, cfg.energy_weight * detail_strength(detail, hole, cfg.energy_sigma)[None, None]], 1)
+        strength = detail_strength(detail, hole, cfg.energy_sigma)
+        features = torch.cat([low, cfg.energy_weight * strength[None, None]], 1)
     padded = F.pad(features, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
     layers = torch.cat([detail, (low - gaussian_blur(x, cfg.mid_sigma))[0]]) if cfg.mid_gain > 0 else detail
     return _Photo(image=x[0], detail=detail, layers=layers, pooled=_box_mean(padded, cell), known=(~hole_t).float(),
@@ -288,7 +291,7 @@ def _match(photo: _Photo, src: Tuple[torch.Tensor, torch.Tensor], tgt: Tuple[tor
             t_det, t_known = _blocks(photo.detail, ty, tx, photo.block), _blocks(photo.known, ty, tx, photo.block)
             cand = top[e, :kr]
             c_det = _blocks(photo.detail, src[0][cand], src[1][cand], photo.block) * t_known[:, None]
-            dot = (c_det * t_det[:, :, None]).sum((0, 3, 4))  # (ne, kk)
+            dot = (c_det * t_det[:, :, None]).sum((0, 3, 4))  # (ne, kr)
             norm = c_det.square().sum((0, 3, 4)).sqrt().clamp_min(1e-6)
             pick[e] = cand[torch.arange(e.numel()), (dot / norm).argmax(1)]
         choice[start:stop] = pick
@@ -342,11 +345,11 @@ def _propagate(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, tgt: Tuple[tor
 
 
 def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
-    """The sources' layers (detail, mid band), windowed (sin², which sums to one at half overlap) and accumulated at
-    the targets. Where overlapping blocks copy one continuous piece (equal displacements) the
-    weighted mean reproduces it; where they copy unrelated pieces a mean would lose contrast, so
-    there the sum is divided by the root of the squared weights instead, which keeps the detail's
-    variance (Heitz and Neyret's blending)."""
+    """The sources' layers (detail, mid band), windowed (sin², which sums to one at half overlap)
+    and accumulated at the targets. Where overlapping blocks copy one continuous piece (equal
+    displacements) the weighted mean reproduces it; where they copy unrelated pieces a mean would
+    lose contrast, so there the sum is divided by the root of the squared weights instead, which
+    keeps the detail's variance (Heitz and Neyret's blending)."""
     h, w = photo.known.shape
     b = photo.block
     win1 = torch.sin(math.pi * (torch.arange(b, dtype=torch.float32) + 0.5) / b) ** 2
