@@ -103,6 +103,10 @@ def test_bad_input_and_settings_are_clear_errors():
         TextureConfig(mid_sigma=2.0)
     with pytest.raises(PConvError, match="mid_ramp"):
         TextureConfig(mid_ramp=0)
+    with pytest.raises(PConvError, match="max_repeat"):
+        TextureConfig(max_repeat=-1)
+    with pytest.raises(PConvError, match="energy_sigma"):
+        TextureConfig(energy_sigma=0)
 
 
 def test_mid_weight_grows_with_the_distance_from_the_known_region():
