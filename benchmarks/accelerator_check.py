@@ -202,7 +202,7 @@ def training(device: torch.device, quick: bool, peak_tflops: Optional[float]) ->
     from pconv.device import resolve_precision
     from pconv.losses import InpaintingLoss, LossWeights
     from pconv.model import build_model
-    from pconv.train import _forward
+    from pconv.train import train_step
     from pconv.vgg import VGG16Features
 
     # (name, configuration, size, batch, timed steps, VGG terms of the loss)
@@ -225,12 +225,7 @@ def training(device: torch.device, quick: bool, peak_tflops: Optional[float]) ->
         mask = torch.from_numpy(np.stack([~_holes(size, size, i, 0.3) for i in range(batch)])[:, None]).float().to(device)
 
         def step() -> None:
-            out = _forward(model, image, mask, precision, True)
-            total, _ = loss_fn(out, image, mask)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.step(opt)
-            scaler.update()
+            train_step(model, loss_fn, opt, scaler, image, mask, precision, True)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -17,7 +17,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,6 +94,19 @@ def _forward(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, pr
     with ctx:
         out = model(image, mask)
     return out.float()
+
+
+def train_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+               scaler: "torch.amp.GradScaler", image: torch.Tensor, mask: torch.Tensor, precision: str,
+               channels_last: bool) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """One optimisation step (forward, loss, backward, optimiser); returns the loss and its terms."""
+    output = _forward(model, image, mask, precision, channels_last)
+    total, terms = loss_fn(output, image, mask)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return total, terms
 
 
 class _StopFlag:
@@ -302,12 +315,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             for group in optimizer.param_groups:
                 group["lr"] = phase.lr
             image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-            output = _forward(ddp_model, image, mask, precision, channels_last)
-            total, terms = loss_fn(output, image, mask)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            total, terms = train_step(ddp_model, loss_fn, optimizer, scaler, image, mask, precision, channels_last)
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
