@@ -107,6 +107,12 @@ def test_bad_input_and_settings_are_clear_errors():
         TextureConfig(max_repeat=-1)
     with pytest.raises(PConvError, match="energy_sigma"):
         TextureConfig(energy_sigma=0)
+    with pytest.raises(PConvError, match="energy_weight"):
+        TextureConfig(energy_weight=-1)
+    with pytest.raises(PConvError, match="mid_gain"):
+        TextureConfig(mid_gain=-0.5)
+    with pytest.raises(PConvError, match="spread"):
+        TextureConfig(spread=0)
 
 
 def test_mid_weight_grows_with_the_distance_from_the_known_region():
