@@ -408,3 +408,26 @@ def test_photographic_fill_of_a_large_photo_works_per_hole_region(inp: Inpainter
     np.testing.assert_array_equal(out[~hole], rgb[~hole])
     for ys, xs in ((slice(20, 40), slice(30, 60)), (slice(100, 130), slice(330, 370))):
         assert not np.array_equal(out[ys, xs], smooth[ys, xs])  # every region got detail
+
+
+def test_progress_callback_rises_to_one_and_can_cancel():
+    """progress(fraction, stage) rises monotonically to 1.0; an exception it raises stops the run."""
+    inpainter = Inpainter(method="pconv-smooth")
+    rgb = np.full((96, 128, 3), 120, np.uint8)
+    hole = np.zeros((96, 128), bool)
+    hole[30:60, 40:90] = True
+    seen = []
+    inpainter.inpaint(rgb, hole, progress=lambda f, stage: seen.append((f, stage)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[-1][1] == "done"
+    assert "network" in {stage for _, stage in seen}
+
+    class Stop(Exception):
+        pass
+
+    def cancel(fraction, stage):
+        if stage == "network":
+            raise Stop()
+
+    with pytest.raises(Stop):
+        inpainter.inpaint(rgb, hole, progress=cancel)

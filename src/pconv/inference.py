@@ -39,7 +39,7 @@ import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from pconv.model import PConvUNet, PConvUNetConfig
 from pconv.masks.io import fit_hole
 from pconv.texture import TextureConfig, transfer_detail
 
-__all__ = ["Inpainter", "InpaintResult", "to_hole_array", "STRATEGIES", "NETWORK_METHODS", "split_image"]
+__all__ = ["Inpainter", "InpaintResult", "ProgressCallback", "to_hole_array", "STRATEGIES", "NETWORK_METHODS", "split_image"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,24 @@ def _rebuild(rgb: np.ndarray, alpha: Optional[np.ndarray], how: Dict[str, Any]) 
     if shape == "rgba":
         return np.concatenate([rgb, alpha[:, :, None]], axis=2)  # type: ignore[index]
     return rgb
+
+
+# ---------------------------------------------------------------------------------------- progress
+ProgressCallback = Callable[[float, str], None]
+
+
+class _Progress:
+    """Calls the user's ``progress(fraction, stage)`` with a fraction that never goes down."""
+
+    def __init__(self, callback: Optional[ProgressCallback]) -> None:
+        self.callback = callback
+        self.last = 0.0
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if self.callback is None:
+            return
+        self.last = max(self.last, min(1.0, float(fraction)))
+        self.callback(self.last, stage)
 
 
 # ---------------------------------------------------------------------------------------- planning
@@ -445,10 +463,11 @@ class Inpainter:
         invert_mask: bool = False,
         resize_mask: bool = False,
         threshold: float = 0.5,
+        progress: Optional[ProgressCallback] = None,
     ) -> ImageLike:
         """Fill the holes of ``mask`` in ``image``; returns the same type (PIL or numpy) and mode."""
         return self.inpaint_batch([image], [mask], strategy=strategy, invert_mask=invert_mask,
-                                  resize_mask=resize_mask, threshold=threshold)[0]
+                                  resize_mask=resize_mask, threshold=threshold, progress=progress)[0]
 
     def inpaint(
         self,
@@ -459,9 +478,14 @@ class Inpainter:
         invert_mask: bool = False,
         resize_mask: bool = False,
         threshold: float = 0.5,
+        progress: Optional[ProgressCallback] = None,
     ) -> InpaintResult:
-        """Like calling the inpainter, but returns an :class:`InpaintResult` (RGB array + details)."""
-        return self._run([image], [mask], strategy, invert_mask, resize_mask, threshold)[0][0]
+        """Like calling the inpainter, but returns an :class:`InpaintResult` (RGB array + details).
+
+        ``progress(fraction, stage)`` is called at stage boundaries (fraction in [0, 1]); an
+        exception it raises stops the work and propagates (a server cancels a job this way).
+        """
+        return self._run([image], [mask], strategy, invert_mask, resize_mask, threshold, progress)[0][0]
 
     def inpaint_many(
         self,
@@ -472,9 +496,10 @@ class Inpainter:
         invert_mask: bool = False,
         resize_mask: bool = False,
         threshold: float = 0.5,
+        progress: Optional[ProgressCallback] = None,
     ) -> List[InpaintResult]:
         """:meth:`inpaint` for many images: windows of equal padded size run together (``batch_size``)."""
-        return self._run(images, masks, strategy, invert_mask, resize_mask, threshold)[0]
+        return self._run(images, masks, strategy, invert_mask, resize_mask, threshold, progress)[0]
 
     def inpaint_batch(
         self,
@@ -485,17 +510,20 @@ class Inpainter:
         invert_mask: bool = False,
         resize_mask: bool = False,
         threshold: float = 0.5,
+        progress: Optional[ProgressCallback] = None,
     ) -> List[ImageLike]:
         """Fill many images; ``masks`` is one mask per image, or a single mask for all of them.
 
         Windows of equal size from all images go through the network together (``batch_size``).
         """
-        results, hows = self._run(images, masks, strategy, invert_mask, resize_mask, threshold)
+        results, hows = self._run(images, masks, strategy, invert_mask, resize_mask, threshold, progress)
         return [_rebuild(r.image, r.alpha, how) for r, how in zip(results, hows)]
 
     # ---------------------------------------------------------------- internals
     def _run(self, images: Sequence[ImageLike], masks: Any, strategy: str, invert_mask: bool,
-             resize_mask: bool, threshold: float) -> Tuple[List[InpaintResult], List[Dict[str, Any]]]:
+             resize_mask: bool, threshold: float, progress: Optional[ProgressCallback] = None,
+             ) -> Tuple[List[InpaintResult], List[Dict[str, Any]]]:
+        report = _Progress(progress)
         images = list(images)
         if not images:
             return [], []
@@ -529,7 +557,8 @@ class Inpainter:
                 )
             results.append(InpaintResult(rgb.copy(), hole, used, 0, False, alpha))
             windows.extend(self._plan(i, rgb, hole, used))
-        self._execute(windows, inputs, holes)
+        report(0.0, "network")
+        self._execute(windows, inputs, holes, report)
         for win in windows:
             res = results[win.image_index]
             y0, y1, x0, x1 = win.box
@@ -537,9 +566,11 @@ class Inpainter:
             region[win.paste] = win.out[win.paste]  # type: ignore[index]
             res.windows += 1  # type: ignore[union-attr]
         if self.texture is not None:
-            for res, hole in zip(results, holes):
+            for k, (res, hole) in enumerate(zip(results, holes)):
                 if res is not None and not res.empty_mask:
+                    report(0.6 + 0.4 * k / len(results), "texture")
                     res.image = self._add_texture(res.image, hole)  # type: ignore[arg-type]
+        report(1.0, "done")
         final = [r for r in results if r is not None]
         self.last_result = final[-1] if final else None
         return final, hows
@@ -584,14 +615,20 @@ class Inpainter:
             out.append(_Window(index, box, net, paste))
         return out
 
-    def _execute(self, windows: List[_Window], inputs: List[np.ndarray], holes: List[Optional[np.ndarray]]) -> None:
+    def _execute(self, windows: List[_Window], inputs: List[np.ndarray], holes: List[Optional[np.ndarray]],
+                 report: Optional["_Progress"] = None) -> None:
         # Network inputs are cut per batch, so memory holds one batch of windows at a time.
         groups: Dict[Tuple[int, int], List[_Window]] = {}
         for win in windows:
             groups.setdefault(self._padded(win.net_size), []).append(win)
+        done = 0
+        share = 0.6 if self.texture is not None else 1.0
         for _shape, group in groups.items():
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start:start + self.batch_size]
+                if report is not None:
+                    report(share * done / max(1, len(windows)), "network")
+                done += len(chunk)
                 rgbs, chunk_holes = [], []
                 for win in chunk:
                     rgb, hole = self._window_input(win, inputs[win.image_index], holes[win.image_index])
