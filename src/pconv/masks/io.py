@@ -5,11 +5,10 @@ On disk a mask is an image where **white = hole**, black = keep (NVIDIA's test m
 "hole" array, True = hole. The network wants the paper's M: float, **1 = valid, 0 = hole**
 (:func:`hole_to_valid`). Every conversion between the three happens here, once.
 
-Reading normalises any Pillow mode to a grey level in [0, 1] (1-bit, 8-bit L/P/RGB, 16-bit,
-float; RGB(A) goes through ITU-R 601 luma, alpha composites over black so transparent pixels
-count as black) and calls a pixel white when its level is **> threshold** (default 0.5), which
-cleans anti-aliased edges and JPEG noise. Wrong sizes are an error unless ``resize=True``, and
-resizing is nearest-neighbour on the binary mask only: masks never get grey edges.
+Which pixels of a mask image are hole (alpha layers, coloured and grey strokes, the threshold)
+is :mod:`pconv.masks.rules`' one rule; this module reads and writes the files. Wrong sizes are an
+error unless ``resize=True``, and resizing is nearest-neighbour on the binary mask only: masks
+never get grey edges.
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from pconv.errors import PConvError
+from pconv.masks.rules import DEFAULT_THRESHOLD, mask_levels, to_hole
 
 __all__ = [
     "read_mask_file",
@@ -38,27 +38,8 @@ MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gi
 
 
 def grey_levels(img) -> np.ndarray:
-    """Pillow image -> float32 (H, W) grey levels in [0, 1], whatever its mode or bit depth."""
-    mode = img.mode
-    if mode == "1":
-        return np.asarray(img, dtype=np.float32)
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(img).astype(np.float32)
-        top = 65535.0 if a.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
-        return np.clip(a / top, 0.0, 1.0)
-    if mode == "F":
-        a = np.asarray(img, dtype=np.float32)
-        return np.clip(a / 255.0 if a.max(initial=0) > 1.0 else a, 0.0, 1.0)
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        a = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-        luma = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
-        return luma * a[..., 3]  # composite over black
-    if mode != "L":
-        img = img.convert("L") if mode == "RGB" else img.convert("RGB").convert("L")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    """Pillow image -> float32 (H, W) levels in [0, 1] by the mask rule (:func:`pconv.masks.rules.mask_levels`)."""
+    return mask_levels(img)
 
 
 def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -72,13 +53,14 @@ def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
 def read_mask_file(
     path: PathLike,
     invert: bool = False,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     size: Optional[Tuple[int, int]] = None,
     resize: bool = False,
 ) -> np.ndarray:
     """Read a mask image as a bool hole array (True = hole).
 
-    White (grey level > ``threshold``, levels in [0, 1]) is hole unless ``invert``. ``size`` is
+    Hole by :mod:`pconv.masks.rules` (level > ``threshold``: white, bright colour or an opaque
+    stroke on a transparent layer; flipped by ``invert``). ``size`` is
     ``(height, width)``: a mask of another size raises :class:`PConvError` unless ``resize=True``,
     which resizes nearest-neighbour after thresholding.
     """
@@ -94,16 +76,15 @@ def read_mask_file(
     try:
         with Image.open(path) as img:
             img.load()
-            levels = grey_levels(img)
+            if img.width == 0 or img.height == 0:
+                raise PConvError(f"mask file {path} has no pixels")
+            hole = to_hole(img, invert=invert, threshold=threshold)
+    except PConvError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PConvError(
             f"cannot read mask file {path} as an image ({exc}); give a PNG/JPEG/BMP/TIFF mask, white = hole"
         ) from None
-    if levels.ndim != 2 or levels.size == 0:
-        raise PConvError(f"mask file {path} has no pixels")
-    hole = levels > float(threshold)
-    if invert:
-        hole = ~hole
     if size is not None:
         hole = fit_hole(hole, int(size[0]), int(size[1]), resize, f"mask {path}")
     return hole
