@@ -66,51 +66,17 @@ ImageLike = Union[np.ndarray, Image.Image]
 # --------------------------------------------------------------------------------------------- masks
 def to_hole_array(mask: Any, invert: bool = False, threshold: float = 0.5) -> np.ndarray:
     """An in-memory mask (PIL image, or numpy HxW / HxWx1|3|4 bool, uint8, uint16 or float in [0, 1])
-    as a bool hole array, True = hole.
+    as a bool hole array, True = hole, by the one mask rule of :mod:`pconv.masks.rules` (alpha when
+    it varies, else the brightest channel; level ``> threshold`` is hole; flipped by ``invert``).
 
-    Grey levels are normalised to [0, 1] (uint8 /255, uint16 /65535; colour masks go through
-    luma, as mask files do) and a level ``> threshold`` is a hole (white = hole), flipped by
-    ``invert``. Bool masks are taken as they are (True = hole, or valid when ``invert``).
+    A mask with no hole, or one over ``rules.LARGE_HOLE`` of the image, gets a
+    :class:`~pconv.masks.rules.MaskWarning` (probably the wrong polarity or threshold).
     """
-    if not 0.0 <= float(threshold) < 1.0:
-        raise PConvError(f"mask threshold must be in [0, 1), got {threshold}")
-    if isinstance(mask, Image.Image):
-        from pconv.masks.io import grey_levels
+    from pconv.masks import rules
 
-        levels = grey_levels(mask)
-        hole = levels > float(threshold)
-    else:
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        a = np.asarray(mask)
-        if a.ndim == 3 and a.shape[2] == 1:
-            a = a[:, :, 0]
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-            raise PConvError(f"mask must be (H, W) (or (H, W, 1|3|4)), got shape {a.shape}")
-        if a.size == 0:
-            raise PConvError("mask has no pixels (zero size)")
-        if a.dtype == np.bool_:
-            hole = a if a.ndim == 2 else a[:, :, :3].any(axis=2)
-            return ~hole if invert else hole.copy()
-        if a.dtype == np.uint8:
-            levels = a.astype(np.float32) / 255.0
-        elif a.dtype == np.uint16:
-            levels = a.astype(np.float32) / 65535.0
-        elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
-            levels = a.astype(np.float32)
-            if not np.isfinite(levels).all():
-                raise PConvError("mask contains NaN or infinite values")
-            if levels.min(initial=0) < 0 or levels.max(initial=0) > 1:
-                raise PConvError(
-                    f"a {a.dtype} mask must hold levels in [0, 1] (1 = hole), got values in "
-                    f"[{levels.min():g}, {levels.max():g}]; pass uint8 (255 = hole) or bool (True = hole)"
-                )
-        else:
-            raise PConvError(f"mask dtype {a.dtype} is not supported; use bool, uint8, uint16 or float")
-        if levels.ndim == 3:  # colour mask: ITU-R 601 luma, as for mask files
-            levels = levels[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-        hole = levels > float(threshold)
-    return ~hole if invert else hole
+    hole = rules.to_hole(mask, invert=invert, threshold=threshold)
+    rules.warn_about_mask(hole, invert)
+    return hole
 
 
 def _any_hole_downscale(hole: np.ndarray, height: int, width: int) -> np.ndarray:
