@@ -25,6 +25,9 @@ __all__ = [
     "Info",
     "Health",
     "ErrorResponse",
+    "JobState",
+    "JobError",
+    "JobStatus",
 ]
 
 Method = Literal["pconv", "pconv-smooth", "telea", "ns", "biharmonic", "patchmatch"]
@@ -69,6 +72,11 @@ class ServerSettings(BaseModel):
     queue_size: int = Field(8, ge=0, le=1024, description="Jobs waiting for a slot; more are refused with 503.")
     job_timeout: float = Field(120.0, gt=0, description="Seconds from acceptance to answer, waiting included; else 504.")
     retry_after: int = Field(5, ge=1, description="Seconds suggested to a client refused with 503.")
+    kept_jobs: int = Field(16, ge=1, le=1024, description="Finished jobs of /api/v1/jobs kept for their "
+                           "clients; beyond it the oldest are forgotten.")
+    job_ttl: float = Field(300.0, gt=0, description="Seconds a finished job (and its result) is kept.")
+    kept_result_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Bytes of finished jobs' results "
+                                   "kept at most; beyond it the oldest are forgotten (the newest stays).")
 
 
 class Limits(BaseModel):
@@ -112,3 +120,27 @@ class ErrorResponse(BaseModel):
 
     error: str
     detail: str
+
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobError(ErrorResponse):
+    """Why a job failed: the error the synchronous ``POST /inpaint`` would have answered."""
+
+    status: int = Field(description="The HTTP status of that error (400 bad image, 504 timeout, ...).")
+
+
+class JobStatus(BaseModel):
+    """A job of ``POST /api/v1/jobs``: where it stands and, once done, where its result is."""
+
+    id: str
+    state: JobState = Field(description="queued -> running -> done | failed | cancelled.")
+    progress: float = Field(ge=0, le=1, description="Fraction done, updated at the fill's stage boundaries.")
+    stage: str = Field(description="What runs now: queued, decode, network, texture, encode, done, ...")
+    method: Method
+    seed: Optional[int] = Field(None, description="The seed the job was sent (None: the server's default).")
+    seconds: Optional[float] = Field(None, description="Time since it started running (total once finished).")
+    result: Optional[str] = Field(None, description="URL of the result image, once state is done.")
+    error: Optional[JobError] = Field(None, description="Why it failed, when state is failed.")
+    expires_in: Optional[float] = Field(None, description="Seconds until a finished job is forgotten.")

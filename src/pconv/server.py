@@ -40,6 +40,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from pconv import __version__
 from pconv.errors import PConvError
 from pconv.imageio import PNG_OPTIONS
+from pconv.jobs import Job, JobCancelled, JobStore
 from pconv.schema import (
     METHODS,
     OUTPUT_FORMATS,
@@ -48,6 +49,7 @@ from pconv.schema import (
     Health,
     Info,
     InpaintOptions,
+    JobStatus,
     Limits,
     ModelInfo,
     ServerSettings,
@@ -313,10 +315,33 @@ def _encode(result: Any, input_format: Optional[str], output_format: str) -> Tup
     return buf.getvalue(), media
 
 
+class _Stages:
+    """A job's progress callback, or nothing: the synchronous endpoint passes the inpainter none."""
+
+    def __init__(self, callback: Optional[Callable[[float, str], None]]) -> None:
+        self.callback = callback
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if self.callback is not None:
+            self.callback(fraction, stage)
+
+    def inpainter_kwargs(self, lo: float, hi: float) -> Dict[str, Any]:
+        """``progress=`` for the inpainter, its [0, 1] mapped onto [lo, hi] of the job."""
+        if self.callback is None:
+            return {}
+        callback = self.callback
+        return {"progress": lambda f, stage: callback(lo + (hi - lo) * f, stage)}
+
+
 def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, mask_bytes: bytes,
-                 options: InpaintOptions) -> Tuple[bytes, str, float]:
-    """Decode, inpaint and encode one request (runs in the job thread)."""
+                 options: InpaintOptions, progress: Optional[Callable[[float, str], None]] = None,
+                 ) -> Tuple[bytes, str, float]:
+    """Decode, inpaint and encode one request (runs in the job thread).
+
+    ``progress(fraction, stage)`` hears the stages (the inpainter's own in 0.05-0.9); what it raises
+    stops the job."""
     start = time.perf_counter()
+    step = _Stages(progress)
     image, input_format = _open_upload(image_bytes, "image", settings.max_pixels)
     mask, _ = _open_upload(mask_bytes, "mask", settings.max_pixels)
     if mask.size != image.size:
@@ -330,11 +355,124 @@ def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, m
         log.error("cannot build the %s inpainter: %s", method, exc)
         raise ApiError(500, "model_unavailable", f"the {method} method cannot run on this server: {exc}") from None
     try:
-        result = inpainter(image, mask, strategy=options.strategy, invert_mask=options.invert_mask)
+        result = inpainter(image, mask, strategy=options.strategy, invert_mask=options.invert_mask,
+                           **step.inpainter_kwargs(0.05, 0.9))
     except PConvError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
+    step(0.9, "encode")
     data, media = _encode(result, input_format, options.output_format)
     return data, media, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------ jobs
+
+
+def _job_url(job_id: str) -> str:
+    return f"{API}/jobs/{job_id}"
+
+
+def _result_headers(method: str, media: str, seconds: float) -> Dict[str, str]:
+    ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[media]
+    return {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="inpainted.{ext}"',
+            "X-Pconv-Method": method, "X-Pconv-Seconds": f"{seconds:.3f}"}
+
+
+async def _run_job(gate: JobGate, store: JobStore, job: Job, work: Callable[[], Tuple[bytes, str, float]],
+                   timeout: float, retry_after: int) -> None:
+    """Run one job through the gate and record how it ended; a timeout stops the work too."""
+    try:
+        data, media, seconds = await gate.run(work, timeout, retry_after)
+    except JobCancelled:
+        store.cancel(job)
+    except ApiError as exc:
+        if exc.status == 504:
+            job.cancel_event.set()  # the thread stops at its next stage boundary instead of running on
+        store.fail(job, exc.status, exc.error, exc.detail)
+    except Exception:  # a bug, not the client's fault: log it, answer without internals
+        log.exception("inpainting job %s failed", job.id)
+        store.fail(job, 500, "internal_error", "inpainting failed on the server; see its log")
+    else:
+        store.finish(job, data, media, _result_headers(job.method, media, seconds))
+
+
+def _add_job_routes(app: FastAPI, settings: ServerSettings, models: Models, methods: List[str]) -> None:
+    """``/api/v1/jobs``: the inpaint request as a job to poll (progress), fetch and cancel.
+
+    Same form, limits and queue as ``POST /inpaint``; for clients that should not hold one request
+    open for a long fill, such as the web page."""
+    store = JobStore(settings.kept_jobs, settings.job_ttl, settings.kept_result_bytes)
+    app.state.jobs = store
+
+    def known(job_id: str) -> Job:
+        job = store.get(job_id)
+        if job is None:
+            raise ApiError(404, "unknown_job", f"no job {job_id!r}: it never existed, was cancelled, or its result "
+                           f"expired ({settings.job_ttl:g} s after it finished); submit it again")
+        return job
+
+    def status(job: Job) -> JobStatus:
+        return job.status(store.clock(), settings.job_ttl, f"{_job_url(job.id)}/result")
+
+    request_body = {"requestBody": _inpaint_openapi()["requestBody"]}
+
+    @app.post(f"{API}/jobs", tags=["jobs"], status_code=202, response_model=JobStatus, openapi_extra=request_body,
+              responses={k: v for k, v in _ERRORS.items() if k != 504}, summary="Start filling the holes of an image")
+    async def create_job(request: Request) -> JSONResponse:
+        """The form of ``POST /inpaint``; answers at once with the job (202, ``Location`` = its URL).
+
+        Poll ``GET /jobs/{id}`` for its progress, then fetch ``GET /jobs/{id}/result``."""
+        gate: JobGate = request.app.state.gate
+        if gate.full:  # refuse before reading a large body
+            raise ApiError(503, "busy", "the server is busy; try again later",
+                           {"Retry-After": str(settings.retry_after)})
+        body = await _read_body(request, settings.max_upload_bytes)
+        image, mask, _, options = await _parse_form(request, body)
+        del body
+        method = options.method or settings.default_method
+        if method not in methods:
+            raise ApiError(422, "invalid_options", f"method {method!r} is not available on this server; "
+                           f"available: {', '.join(methods)}")
+        job = store.create(method, getattr(options, "seed", None))
+
+        def work() -> Tuple[bytes, str, float]:
+            store.start(job)
+            job.report(0.0, "decode")  # a job cancelled while it waited ends here
+            return _inpaint_job(models, settings, image, mask, options, progress=job.report)
+
+        job.task = asyncio.ensure_future(_run_job(gate, store, job, work, settings.job_timeout, settings.retry_after))
+        return JSONResponse(status(job).model_dump(), status_code=202, headers={"Location": _job_url(job.id)})
+
+    @app.get(f"{API}/jobs/{{job_id}}", tags=["jobs"], response_model=JobStatus,
+             responses={404: {"model": ErrorResponse, "description": "No such job (or it expired)"}},
+             summary="A job's state and progress")
+    async def get_job(job_id: str) -> JobStatus:
+        return status(known(job_id))
+
+    @app.get(f"{API}/jobs/{{job_id}}/result", tags=["jobs"], response_class=Response, summary="A job's result",
+             responses={200: _inpaint_openapi()["responses"]["200"],
+                        404: {"model": ErrorResponse, "description": "No such job (or it expired)"},
+                        409: {"model": ErrorResponse, "description": "Not done yet (poll the job)"},
+                        **{k: v for k, v in _ERRORS.items() if k in (400, 413, 504)}})
+    async def get_job_result(job_id: str) -> Response:
+        """The image, once the job is done; a failed job answers the error ``POST /inpaint`` would have."""
+        job = known(job_id)
+        if job.state == "done" and job.result is not None:
+            return Response(job.result, media_type=job.media_type, headers=job.headers)
+        if job.state == "failed" and job.error is not None:
+            raise ApiError(job.error.status, job.error.error, job.error.detail)
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.state} ({job.progress:.0%}); poll "
+                       f"GET {_job_url(job_id)} until its state is done", {"Retry-After": "1"})
+
+    @app.delete(f"{API}/jobs/{{job_id}}", tags=["jobs"], response_model=JobStatus,
+                responses={404: {"model": ErrorResponse, "description": "No such job (or it expired)"}},
+                summary="Cancel a job, or forget a finished one")
+    async def delete_job(job_id: str) -> JobStatus:
+        """A queued job leaves the queue, a running one stops at its next stage boundary (its slot
+        frees when its thread ends: ``GET /health``); the job and its result are then forgotten."""
+        job = known(job_id)
+        store.cancel(job)
+        store.remove(job_id)
+        return status(job)
 
 
 # ------------------------------------------------------------------------------------------- app
@@ -417,6 +555,7 @@ def create_app(settings: Optional[ServerSettings] = None, *,
         try:
             yield
         finally:
+            app.state.jobs.cancel_all()
             app.state.gate.shutdown()
 
     # Swagger UI from the fastapi-offline package's own copy (served under /static-offline-docs), not
@@ -484,6 +623,8 @@ def create_app(settings: Optional[ServerSettings] = None, *,
                                   max_jobs=settings.max_jobs, queue_size=settings.queue_size,
                                   job_timeout=settings.job_timeout),
                     model=models.model_info())
+
+    _add_job_routes(app, settings, models, methods)
 
     # Last: everything else is the static page, from the package's web/ folder only.
     app.mount("/", StaticFiles(directory=str(web_root()), html=True), name="web")
