@@ -18,6 +18,8 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from pconv.errors import PConvError
 from pconv.layers import PartialConv2d, partial_conv2d, partial_conv2d_cat
+from pconv.layers3d import PartialConv3d, partial_conv3d
+from pconv.padding import partial_padding
 from pconv.fused import fused_cpu_kernels_unavailable, use_fused_cpu_kernels
 from pconv.fill import pull_push_fill
 from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
@@ -35,6 +37,7 @@ __all__ = [
     "PartialConv2d",
     "partial_conv2d",
     "partial_conv2d_cat",
+    "PartialConv3d", "partial_conv3d", "partial_padding",
     "use_fused_cpu_kernels", "fused_cpu_kernels_unavailable",
     "pull_push_fill",
     "PConvUNet",

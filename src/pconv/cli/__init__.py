@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": ".evaluate",
     "serve": ".serve",
     "export": ".export",
+    "classify": ".classify",
 }
 
 
