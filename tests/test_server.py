@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -155,11 +156,110 @@ def test_exif_orientation_is_applied_like_a_browser_does(client):
     assert_error(r, 400, "mask_size_mismatch", "(upright)")
 
 
-def test_empty_mask_returns_the_image_unchanged(client):
+# ------------------------------------------------------- masks from any editor, seed, warnings
+
+
+
+def test_empty_mask_is_a_422_naming_the_fix(client):
     img = photo()
-    r = client.post(URL, files=files(encode(img), mask_png(np.zeros(img.shape[:2], bool))))
-    assert r.status_code == 200
-    np.testing.assert_array_equal(decode(r.content), img)
+    faint = np.zeros((40, 56, 3), np.uint8)
+    faint[hole_mask()] = (90, 90, 90)  # dark-grey strokes: under the mid-grey threshold
+    transparent = np.zeros((40, 56, 4), np.uint8)  # a layer with nothing painted on it
+    for mask in (mask_png(np.zeros(img.shape[:2], bool)), encode(faint), encode(transparent)):
+        r = client.post(URL, files=files(encode(img), mask), data={"method": "telea"})
+        assert_error(r, 422, "empty_mask", "no hole", "invert_mask=true", "bright colour")
+    r = client.post(URL, files=files(encode(img), mask_png(np.ones(img.shape[:2], bool))),
+                    data={"method": "telea", "invert_mask": "true"})  # all white, black = hole: nothing
+    assert_error(r, 422, "empty_mask", "drop invert_mask=true")
+
+
+@pytest.mark.parametrize("style", ["coloured layer", "black layer", "blue on black", "light grey on black"])
+def test_masks_from_editors_fill_their_strokes(client, style):
+    """Strokes on a transparent layer (IOPaint, Photoshop, GIMP) or in colour fill exactly as the
+    white-on-black mask of the same strokes."""
+    img, hole = photo(), hole_mask()
+    if style.endswith("layer"):
+        mask = np.zeros((40, 56, 4), np.uint8)
+        mask[hole] = (255, 48, 96, 255) if style.startswith("coloured") else (0, 0, 0, 255)
+    else:
+        mask = np.zeros((40, 56, 3), np.uint8)
+        mask[hole] = (0, 0, 255) if style.startswith("blue") else (200, 200, 200)
+    r = client.post(URL, files=files(encode(img), encode(mask)), data={"method": "telea"})
+    assert r.status_code == 200, r.text
+    plain = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": "telea"})
+    np.testing.assert_array_equal(decode(r.content), decode(plain.content))
+    assert not np.array_equal(decode(r.content)[hole], img[hole])  # the strokes were filled
+
+
+def test_large_hole_is_filled_with_a_polarity_hint_header(client):
+    img, hole = photo(), hole_mask()
+    r = client.post(URL, files=files(encode(img), mask_png(~hole)), data={"method": "telea"})  # inverted
+    assert r.status_code == 200, r.text
+    word = r.headers["x-pconv-warning"]
+    assert f"{(~hole).mean():.1%}" in word and "invert_mask=true" in word
+    np.testing.assert_array_equal(decode(r.content)[hole], img[hole])  # it did what it was told
+    r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": "telea"})
+    assert r.status_code == 200 and "x-pconv-warning" not in r.headers
+    r = client.post(URL, files=files(encode(img), mask_png(~hole)), data={"method": "telea", "invert_mask": "true"})
+    assert r.status_code == 200 and "x-pconv-warning" not in r.headers  # flipped: 8 % hole
+
+
+def test_job_result_carries_the_warning_header(client):
+    img, hole = photo(), hole_mask()
+    r = client.post("/api/v1/jobs", files=files(encode(img), mask_png(~hole)), data={"method": "telea"})
+    assert r.status_code == 202, r.text
+    url = r.headers["location"]
+    for _ in range(2000):
+        if client.get(url).json()["state"] in ("done", "failed"):
+            break
+        threading.Event().wait(0.01)
+    result = client.get(url + "/result")
+    assert result.status_code == 200 and "invert_mask=true" in result.headers["x-pconv-warning"]
+
+
+def test_seed_draws_another_photographic_fill_deterministically(client):
+    img, hole = photo(64, 64), np.zeros((64, 64), bool)
+    hole[16:44, 20:48] = True
+
+    def fill(**data) -> np.ndarray:
+        r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": "pconv", **data})
+        assert r.status_code == 200, r.text
+        out = decode(r.content)
+        np.testing.assert_array_equal(out[~hole], img[~hole])
+        return out
+
+    one, again, two = fill(seed="1"), fill(seed="1"), fill(seed="2")
+    np.testing.assert_array_equal(one, again)
+    assert not np.array_equal(one[hole], two[hole])
+    np.testing.assert_array_equal(fill(), fill(seed="0"))  # no seed = the server's, 0
+    np.testing.assert_array_equal(fill(seed=""), fill(seed="0"))  # an empty form field = no seed
+    assert client.app.state.models.get("pconv").seed == 0  # the shared inpainter is untouched
+    smooth = [client.post(URL, files=files(encode(img), mask_png(hole)),
+                          data={"method": "pconv-smooth", "seed": s}).content for s in ("1", "2")]
+    assert smooth[0] == smooth[1]  # the network alone draws nothing
+    for bad in ("-1", "1.5", "x"):
+        r = client.post(URL, files=files(encode(img), mask_png(hole)), data={"seed": bad})
+        assert_error(r, 422, "invalid_options", "seed")
+
+
+def test_seed_is_in_the_openapi_schema(client):
+    body = client.get("/openapi.json").json()["paths"]["/api/v1/inpaint"]["post"]["requestBody"]
+    seed = body["content"]["multipart/form-data"]["schema"]["properties"]["seed"]
+    assert seed["type"] == "integer" and "same seed" in seed["description"]
+
+
+def test_memory_is_returned_after_every_job(client, monkeypatch):
+    import pconv.server as server
+
+    calls = []
+    monkeypatch.setattr(server, "_return_freed_memory", lambda: calls.append(1))
+    img, hole = photo(), hole_mask()
+    assert client.post(URL, files=files(encode(img), mask_png(hole)), data={"method": "telea"}).status_code == 200
+    r = client.post(URL, files=files(encode(img), mask_png(np.zeros((40, 56), bool))))
+    assert r.status_code == 422  # a failed job returns its memory too
+    assert len(calls) == 2
+    if sys.platform.startswith("linux"):
+        assert server._malloc_trim() is not None  # glibc: the real thing is there
 
 
 # ------------------------------------------------------------------------------ error paths
@@ -222,7 +322,7 @@ def test_422_missing_mask_and_415_not_multipart(client):
 
 def test_options_model_is_the_api_contract():
     assert InpaintOptions().model_dump() == {"method": None, "strategy": "auto", "invert_mask": False,
-                                             "output_format": "png"}
+                                             "seed": None, "output_format": "png"}
     with pytest.raises(ValueError):
         InpaintOptions(colour="red")
     with pytest.raises(ValueError):
@@ -416,3 +516,15 @@ def test_serve_bad_settings_are_clear_errors(fake_uvicorn, capsys, tmp_path):
     assert main(["serve", "--weights", str(tmp_path / "nope.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not fake_uvicorn
+
+
+def test_serve_leaves_the_keep_freed_memory_policy_off(fake_uvicorn, monkeypatch, weights):
+    """A long-lived server must not keep its peak heap (the one-job commands' policy)."""
+    import pconv.device
+    from pconv.cli import main
+
+    calls = []
+    monkeypatch.setattr(pconv.device, "keep_freed_memory", lambda: calls.append("kept") or True)
+    assert main(["serve", "--weights", str(weights), "--no-preload"]) == 0
+    assert calls == []
+    assert fake_uvicorn[0][0].state.settings.device == "auto"  # the same default as inpaint and evaluate

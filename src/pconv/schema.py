@@ -54,7 +54,16 @@ class InpaintOptions(BaseModel):
         "auto", description="How images larger than the model's training size are handled: crop around "
         "the holes, resize, or run at the original size. auto picks one."
     )
-    invert_mask: bool = Field(False, description="Mask polarity: false = white is hole (default), true = black is hole.")
+    invert_mask: bool = Field(False, description="Mask polarity: false = white is hole (default), true = black is hole. "
+                              "A mask's level is its alpha where the alpha varies (a layer from an editor), else its "
+                              "brightest channel; above mid-grey is hole. A mask with no hole is refused (422 "
+                              "empty_mask); a hole over 60 % of the image is filled with a polarity hint in the "
+                              "X-Pconv-Warning response header.")
+    seed: Optional[int] = Field(
+        None, ge=0, le=2**31 - 1, description="Random draw of the photographic fill (method pconv): the same seed "
+        "gives the same result, another seed another fill of the same holes. Empty: the server's (0). The other "
+        "methods are deterministic and ignore it."
+    )
     output_format: OutputFormat = Field("png", description="png, or input = the uploaded image's own format.")
 
 
@@ -65,7 +74,7 @@ class ServerSettings(BaseModel):
 
     weights: Optional[Path] = Field(None, description="Weights file for methods pconv and pconv-smooth; None = the shipped default.")
     default_method: Method = "pconv"
-    device: str = "cpu"
+    device: str = Field("auto", description="auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Whole request body, image + mask + fields.")
     max_pixels: int = Field(4096 * 4096, ge=64, description="Largest image accepted, width x height.")
     max_jobs: int = Field(1, ge=1, le=64, description="Inference jobs running at the same time.")

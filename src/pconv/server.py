@@ -11,14 +11,23 @@ models in :mod:`pconv.schema`, this module is the thin HTTP edge, and the page i
   the rest get 503 with ``Retry-After``; a job answers within ``job_timeout`` seconds or 504
   (a timed-out job keeps its slot until its thread really ends, so timeouts cannot pile up work);
 * one :class:`~pconv.inference.Inpainter` per method, built on first use and shared.
+* masks follow :mod:`pconv.masks.rules` (as the CLI and the library): one with no hole is a 422
+  ``empty_mask``, a hole over 60 % of the image gets a polarity hint in ``X-Pconv-Warning``;
+* after each job the freed heap goes back to the system (glibc ``malloc_trim``), so a long-lived
+  server does not keep the peak of its largest photo.
 
 Every error body is :class:`~pconv.schema.ErrorResponse` JSON: ``{"error": code, "detail": why}``.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
+import ctypes
+import ctypes.util
+import functools
 import io
 import logging
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -176,7 +185,7 @@ class JobGate:
         finally:
             self.waiting -= 1
         self.running += 1
-        future = loop.run_in_executor(self._executor, fn)
+        future = loop.run_in_executor(self._executor, _then_return_memory(fn))
 
         def release(_: Any) -> None:  # when the thread really ends, not when the client stops waiting
             self.running -= 1
@@ -216,7 +225,7 @@ async def _parse_form(request: Request, body: bytes) -> Tuple[bytes, bytes, str,
     """Multipart body -> (image bytes, mask bytes, image file name, options), all in memory."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "not_multipart", "send multipart/form-data with the fields image and mask "
-                       "(and optionally method, strategy, invert_mask, output_format)")
+                       "(and optionally method, strategy, invert_mask, seed, output_format)")
 
     async def stream() -> AsyncIterator[bytes]:
         yield body
@@ -244,7 +253,7 @@ async def _parse_form(request: Request, body: bytes) -> Tuple[bytes, bytes, str,
         fields = {k: v for k, v in form.items() if k in InpaintOptions.model_fields}
         if any(not isinstance(v, str) for v in fields.values()):
             raise ApiError(422, "invalid_options", "the options must be plain form fields, not files")
-        fields = {k: v for k, v in fields.items() if not (k == "method" and v == "")}
+        fields = {k: v for k, v in fields.items() if not (k in ("method", "seed") and v == "")}  # empty = default
         try:
             options = InpaintOptions.model_validate(fields)
         except ValidationError as exc:
@@ -333,10 +342,76 @@ class _Stages:
         return {"progress": lambda f, stage: callback(lo + (hi - lo) * f, stage)}
 
 
+#: Response header carrying a word about a suspicious mask (a hole over 60 % of the image: probably
+#: inverted); the page shows its text. Documented in README ("HTTP API") and /docs.
+WARNING_HEADER = "X-Pconv-Warning"
+
+
+def _checked_hole(mask: Any, invert: bool) -> Tuple[Any, Dict[str, str]]:
+    """The request's hole by the one mask rule (pconv.masks.rules), and the headers it earns.
+
+    A mask with no hole is refused (422: the request would change nothing); a hole over
+    ``rules.LARGE_HOLE`` of the image is filled, with a polarity hint in WARNING_HEADER."""
+    from pconv.masks import rules
+
+    try:
+        hole = rules.to_hole(mask, invert=invert)
+    except PConvError as exc:
+        raise ApiError(400, "bad_mask", f"the mask cannot be used: {exc}") from None
+    problem = rules.mask_problem(hole, invert, flag="invert_mask=true", threshold_flag=None)
+    if problem is not None and not hole.any():
+        raise ApiError(422, "empty_mask", problem)
+    return hole, ({WARNING_HEADER: problem} if problem else {})
+
+
+def _with_seed(inpainter: Any, seed: Optional[int]) -> Any:
+    """The shared inpainter drawing with ``seed`` (a shallow copy: the network stays shared, and
+    concurrent jobs with other seeds are untouched); as it is when no seed is asked for."""
+    if seed is None or not hasattr(inpainter, "seed") or inpainter.seed == seed:
+        return inpainter
+    twin = copy.copy(inpainter)
+    twin.seed = int(seed)
+    return twin
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap that a finished job freed back to the system (glibc ``malloc_trim``).
+
+    A large photo's fill frees hundreds of MB that glibc would otherwise keep mapped for ever (its
+    arenas are only trimmed at their top); a server lives long and sees many sizes, so it returns
+    them after each job (benchmarks/bench_server_memory.py). A no-op where libc has no malloc_trim."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, or None where there is none (not Linux, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+def _then_return_memory(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        try:
+            return fn()
+        finally:
+            _return_freed_memory()
+    return run
+
+
 def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, mask_bytes: bytes,
                  options: InpaintOptions, progress: Optional[Callable[[float, str], None]] = None,
-                 ) -> Tuple[bytes, str, float]:
-    """Decode, inpaint and encode one request (runs in the job thread).
+                 ) -> Tuple[bytes, str, float, Dict[str, str]]:
+    """Decode, inpaint and encode one request (runs in the job thread); the last item is the extra
+    response headers (WARNING_HEADER for a suspicious mask).
 
     ``progress(fraction, stage)`` hears the stages (the inpainter's own in 0.05-0.9); what it raises
     stops the job."""
@@ -348,20 +423,22 @@ def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, m
         raise ApiError(400, "mask_size_mismatch", f"the mask is {mask.size[0]}x{mask.size[1]} but the image is "
                        f"{image.size[0]}x{image.size[1]} (upright); send the mask at the image's size, "
                        "white = hole")
+    hole, extra = _checked_hole(mask, options.invert_mask)
+    del mask
     method = options.method or settings.default_method
     try:
-        inpainter = models.get(method)
+        inpainter = _with_seed(models.get(method), options.seed)
     except PConvError as exc:  # the server's configuration, not the request, is at fault
         log.error("cannot build the %s inpainter: %s", method, exc)
         raise ApiError(500, "model_unavailable", f"the {method} method cannot run on this server: {exc}") from None
     try:
-        result = inpainter(image, mask, strategy=options.strategy, invert_mask=options.invert_mask,
+        result = inpainter(image, hole, strategy=options.strategy, invert_mask=False,
                            **step.inpainter_kwargs(0.05, 0.9))
     except PConvError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     step(0.9, "encode")
     data, media = _encode(result, input_format, options.output_format)
-    return data, media, time.perf_counter() - start
+    return data, media, time.perf_counter() - start, extra
 
 
 # ------------------------------------------------------------------------------------------ jobs
@@ -377,11 +454,12 @@ def _result_headers(method: str, media: str, seconds: float) -> Dict[str, str]:
             "X-Pconv-Method": method, "X-Pconv-Seconds": f"{seconds:.3f}"}
 
 
-async def _run_job(gate: JobGate, store: JobStore, job: Job, work: Callable[[], Tuple[bytes, str, float]],
+async def _run_job(gate: JobGate, store: JobStore, job: Job,
+                   work: Callable[[], Tuple[bytes, str, float, Dict[str, str]]],
                    timeout: float, retry_after: int) -> None:
     """Run one job through the gate and record how it ended; a timeout stops the work too."""
     try:
-        data, media, seconds = await gate.run(work, timeout, retry_after)
+        data, media, seconds, extra = await gate.run(work, timeout, retry_after)
     except JobCancelled:
         store.cancel(job)
     except ApiError as exc:
@@ -392,7 +470,7 @@ async def _run_job(gate: JobGate, store: JobStore, job: Job, work: Callable[[], 
         log.exception("inpainting job %s failed", job.id)
         store.fail(job, 500, "internal_error", "inpainting failed on the server; see its log")
     else:
-        store.finish(job, data, media, _result_headers(job.method, media, seconds))
+        store.finish(job, data, media, {**_result_headers(job.method, media, seconds), **extra})
 
 
 def _add_job_routes(app: FastAPI, settings: ServerSettings, models: Models, methods: List[str]) -> None:
@@ -434,7 +512,7 @@ def _add_job_routes(app: FastAPI, settings: ServerSettings, models: Models, meth
                            f"available: {', '.join(methods)}")
         job = store.create(method, getattr(options, "seed", None))
 
-        def work() -> Tuple[bytes, str, float]:
+        def work() -> Tuple[bytes, str, float, Dict[str, str]]:
             store.start(job)
             job.report(0.0, "decode")  # a job cancelled while it waited ends here
             return _inpaint_job(models, settings, image, mask, options, progress=job.report)
@@ -586,6 +664,10 @@ def create_app(settings: Optional[ServerSettings] = None, *,
         """Multipart ``image`` + ``mask`` (white = hole) + options -> the inpainted image.
 
         Pixels outside the holes are returned unchanged (with a lossless output format)."""
+        # Mask words for clients (the page shows them): a mask with no hole is a 422 "empty_mask";
+        # a hole over 60 % of the image is filled and answered with the header X-Pconv-Warning
+        # (WARNING_HEADER), whose text is the polarity hint (invert_mask=true). The jobs' result
+        # (GET /jobs/{id}/result) carries the same header.
         gate: JobGate = request.app.state.gate
         if gate.full:  # refuse before reading a large body
             raise ApiError(503, "busy", "the server is busy; try again later",
@@ -598,8 +680,8 @@ def create_app(settings: Optional[ServerSettings] = None, *,
             raise ApiError(422, "invalid_options", f"method {method!r} is not available on this server; "
                            f"available: {', '.join(methods)}")
         try:
-            data, media, seconds = await gate.run(lambda: _inpaint_job(models, settings, image, mask, options),
-                                                  settings.job_timeout, settings.retry_after)
+            data, media, seconds, extra = await gate.run(
+                lambda: _inpaint_job(models, settings, image, mask, options), settings.job_timeout, settings.retry_after)
         except ApiError:
             raise
         except Exception:  # a bug, not the client's fault: log it, answer without internals
@@ -608,7 +690,7 @@ def create_app(settings: Optional[ServerSettings] = None, *,
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[media]
         return Response(data, media_type=media, headers={
             "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="inpainted.{ext}"',
-            "X-Pconv-Method": method, "X-Pconv-Seconds": f"{seconds:.3f}"})
+            "X-Pconv-Method": method, "X-Pconv-Seconds": f"{seconds:.3f}", **extra})
 
     @app.get(f"{API}/health", response_model=Health, tags=["service"])
     async def health(request: Request) -> Health:

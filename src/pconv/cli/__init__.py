@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module of this package and exposes ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports happen inside ``run`` so
-that ``pconv --help`` stays instant.
+that ``pconv --help`` stays instant. A command runs with pconv.device.keep_freed_memory() (one job
+per process: fast, keeps its peak heap) unless its module sets ``ONE_JOB_PER_PROCESS = False``
+(``serve``, which lives long and returns memory after each job instead).
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            formatter_class=_HelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _one_job=getattr(module, "ONE_JOB_PER_PROCESS", True))
     return parser
 
 
@@ -62,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from pconv.device import keep_freed_memory
 
-    keep_freed_memory()  # one job per process: reuse freed memory instead of page-faulting it in again
+    if args._one_job:  # reuse freed memory instead of page-faulting it in again; not for a long-lived server
+        keep_freed_memory()
     try:
         return int(args._run(args) or 0)
     except PConvError as exc:

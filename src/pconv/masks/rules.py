@@ -148,19 +148,21 @@ def to_hole(mask: Any, invert: bool = False, threshold: float = DEFAULT_THRESHOL
 
 
 def mask_problem(hole: np.ndarray, invert: bool = False, flag: str = "--invert-mask",
-                 threshold_flag: str = "--threshold") -> Optional[str]:
+                 threshold_flag: Optional[str] = "--threshold") -> Optional[str]:
     """What is suspicious about ``hole`` (None when nothing is): no hole, or a hole over LARGE_HOLE.
 
     ``flag`` / ``threshold_flag`` name the options of the interface that asks (the CLI's
-    ``--invert-mask``, the API's ``invert_mask=true``), so the hint says what to type there. The
-    text has no semicolons (the CLI joins notes with them).
+    ``--invert-mask``, the API's ``invert_mask=true``; ``threshold_flag`` None where there is no
+    threshold to set), so the hint says what to type there. The text has no semicolons (the CLI
+    joins notes with them).
     """
     hole = np.asarray(hole, dtype=bool)
     polarity = "black = hole" if invert else "white = hole"
     if not hole.any():
-        return (f"the mask has no hole pixels ({polarity}, a pixel is hole above the grey level threshold, "
-                "strokes on a transparent layer by their opacity): nothing to fill. Paint the holes white or in "
-                f"any bright colour, lower {threshold_flag} for faint strokes, or "
+        faint = f", lower {threshold_flag} for faint strokes," if threshold_flag else ""
+        return (f"the mask has no hole pixels ({polarity}: a pixel is hole when brighter than mid-grey, a stroke on "
+                "a transparent layer when more opaque than half): nothing to fill. Paint the holes white or in any "
+                f"bright colour{faint} or "
                 + (f"drop {flag} if the mask is white = hole" if invert else f"use {flag} if the mask is black = hole"))
     fraction = float(hole.mean())
     if fraction > LARGE_HOLE and not hole.all():
