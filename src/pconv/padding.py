@@ -48,7 +48,14 @@ def padding_ratio(spatial: Sequence[int], kernel_size: Sequence[int], stride: Se
 
     ``pads`` is ``(before, after)`` per spatial dimension. The in-image indicator is padded here
     and the window sums run unpadded, which covers asymmetric padding too."""
-    ones = torch.ones(1, 1, *spatial, device=device, dtype=torch.float32)
+    return _ratio_of(torch.ones(1, 1, *spatial, device=device, dtype=torch.float32), kernel_size, stride, pads,
+                     dilation, dtype)
+
+
+def _ratio_of(ones: Tensor, kernel_size: Sequence[int], stride: Sequence[int], pads: Sequence[Tuple[int, int]],
+              dilation: Sequence[int], dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
+    """:func:`padding_ratio` of the in-image indicator ``ones`` (1, 1, *spatial)."""
+    spatial = ones.shape[2:]
     flat = [p for before_after in reversed(list(pads)) for p in before_after]
     inside = F.pad(ones, flat)
     zero = (0,) * len(spatial)
@@ -72,11 +79,14 @@ class _PartialPadding:
         self._pads = _resolve_pads(conv)
         self._ratio_cache = {}
 
-    def _ratio(self, spatial: Tuple[int, ...], device: torch.device,
-               dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
+    def _ratio(self, x: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
+        """The ratio map for the (unpadded) input ``x``: cached, or built in the traced/compiled graph."""
         conv: nn.modules.conv._ConvNd = self  # type: ignore[assignment]
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-            return padding_ratio(spatial, conv.kernel_size, conv.stride, self._pads, conv.dilation, device, dtype)
+            # from the input itself, so that an exported graph follows its size (dynamic axes)
+            ones = torch.ones_like(x[:1, :1], dtype=torch.float32)
+            return _ratio_of(ones, conv.kernel_size, conv.stride, self._pads, conv.dilation, dtype)
+        spatial, device = tuple(x.shape[2:]), x.device
         key = (spatial, device, dtype)
         found = self._ratio_cache.get(key)
         if found is None:
@@ -88,16 +98,14 @@ class _PartialPadding:
 
     def _partial_forward(self, x: Tensor, conv_fn) -> Tensor:
         conv: nn.modules.conv._ConvNd = self  # type: ignore[assignment]
-        symmetric = all(a == b for a, b in self._pads)
-        if symmetric:
+        inp = x
+        if all(a == b for a, b in self._pads):
             padding = tuple(a for a, _ in self._pads)
         else:
             x = F.pad(x, [p for before_after in reversed(self._pads) for p in before_after])
             padding = (0,) * len(self._pads)
         raw = conv_fn(x, conv.weight, None, conv.stride, padding, conv.dilation, conv.groups)
-        spatial = tuple(x.shape[2:]) if symmetric else tuple(
-            s - a - b for s, (a, b) in zip(x.shape[2:], self._pads))
-        ratio, valid = self._ratio(spatial, raw.device, raw.dtype)
+        ratio, valid = self._ratio(inp, raw.dtype)
         if conv.bias is None:
             return raw * ratio
         bias = conv.bias.to(raw.dtype).view((1, -1) + (1,) * len(self._pads))
