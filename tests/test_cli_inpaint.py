@@ -182,12 +182,43 @@ def test_resize_mask_and_invert(tmp_path: Path, weights: Path) -> None:
     np.testing.assert_array_equal(res[~_hole()], _rgb()[~_hole()])
 
 
-def test_empty_mask_says_so(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+def test_empty_mask_is_a_warning_naming_the_fix(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
     img, mask = _pair(tmp_path)
     _save_mask(mask, np.zeros((30, 41), bool))
     assert _run(weights, str(img), str(mask), "-o", str(tmp_path / "o.png")) == 0
-    assert "no hole pixels" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "pconv inpaint: warning: photo.png: the mask has no hole pixels" in err
+    assert "--threshold" in err and "--invert-mask" in err and "written unchanged" in err
+    assert "MaskWarning" not in err  # the command's own words, not Python's warning machinery
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), _rgb())
+
+
+def test_inverted_mask_gets_a_polarity_hint(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+    img, mask = _pair(tmp_path)
+    _save_mask(mask, ~_hole())  # white = keep: inverted for pconv
+    assert _run(weights, str(img), str(mask), "-o", str(tmp_path / "o.png")) == 0
+    err = capsys.readouterr().err
+    assert f"pconv inpaint: warning: photo.png: the mask marks {(~_hole()).mean():.1%} of the image" in err
+    assert "use --invert-mask" in err and "MaskWarning" not in err
+    assert _run(weights, str(img), str(mask), "-o", str(tmp_path / "p.png"), "--invert-mask") == 0
+    assert "warning" not in capsys.readouterr().err  # flipped: a small hole, nothing to say
+    _save_mask(mask, _hole())
+    assert _run(weights, str(img), str(mask), "-o", str(tmp_path / "q.png"), "--invert-mask") == 0
+    assert "drop --invert-mask" in capsys.readouterr().err
+
+
+def test_folder_mode_warns_per_photo(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+    inp, masks = tmp_path / "in", tmp_path / "masks"
+    inp.mkdir(), masks.mkdir()
+    for name, hole in (("good", _hole()), ("inverted", ~_hole()), ("empty", np.zeros((30, 41), bool))):
+        Image.fromarray(_rgb()).save(inp / f"{name}.png")
+        _save_mask(masks / f"{name}.png", hole)
+    assert _run(weights, "--input", str(inp), "--mask", str(masks), "--output", str(tmp_path / "out")) == 0
+    captured = capsys.readouterr()
+    assert "pconv inpaint: warning: inverted.png: the mask marks" in captured.err
+    assert "pconv inpaint: warning: empty.png: the mask has no hole pixels" in captured.err
+    assert "good.png" not in captured.err
+    assert "done: 3, skipped: 0, failed: 0" in captured.out and "use --invert-mask" in captured.out
 
 
 def test_alpha_greyscale_exif_and_jpeg(tmp_path: Path, weights: Path) -> None:

@@ -23,7 +23,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from pconv.errors import PConvError
 from pconv.folder import FolderJob, FolderOptions, same_file as _same_file
@@ -31,6 +31,39 @@ from pconv.folder import FolderJob, FolderOptions, same_file as _same_file
 HELP = "fill the holes of a photo (or a folder of photos) given a mask (white = hole)"
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Marks a note of a result that is printed as a warning (to stderr) as well as in the summary.
+_WARNING = "warning: "
+
+
+class _MaskWords:
+    """An inpainter whose results carry a warning note for a suspicious mask (no hole, or most of
+    the photo: pconv.masks.rules), naming this command's options; the library's MaskWarning is
+    silenced in its place."""
+
+    def __init__(self, inpainter: Any, invert: bool) -> None:
+        self.inner, self.invert = inpainter, invert
+
+    def inpaint(self, image: Any, mask: Any, **kw: Any) -> Any:
+        return self._word(self.inner.inpaint(image, mask, **kw))
+
+    def inpaint_many(self, images: Any, masks: Any, **kw: Any) -> List[Any]:
+        return [self._word(r) for r in self.inner.inpaint_many(images, masks, **kw)]
+
+    def _word(self, result: Any) -> Any:
+        from pconv.masks.rules import mask_problem
+
+        problem = mask_problem(result.hole, self.invert, "--invert-mask", "--threshold")
+        if problem is not None:
+            kept = [n for n in result.notes if not n.startswith("mask has no hole")]
+            unchanged = " (the photo is written unchanged)" if result.empty_mask else ""
+            result.notes = kept + [_WARNING + problem + unchanged]
+        return result
+
+
+def _print_warnings(name: str, detail: str, write: Callable[[str], None]) -> None:
+    for note in detail.split("; "):
+        if note.startswith(_WARNING):
+            write(f"pconv inpaint: warning: {name}: {note[len(_WARNING):]}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,10 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="weights file (.safetensors); default: the model shipped with pconv")
     p.add_argument("--strategy", default="auto", choices=["auto", "original", "crop", "resize"],
                    help="large-photo strategy: auto = original up to 2x the model's training size, crop above")
-    p.add_argument("--invert-mask", action="store_true", help="masks are black = hole instead of white = hole")
+    p.add_argument("--invert-mask", action="store_true",
+                   help="masks are black = hole instead of white = hole (a hole over 60%% of a photo gets a hint)")
     p.add_argument("--resize-mask", action="store_true", help="resize a mask of another size to the photo (nearest)")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="grey level in [0, 1) above which a mask pixel is white (cleans anti-aliased/JPEG masks)")
+                   help="level in [0, 1) above which a mask pixel is hole: its brightest channel, or its opacity "
+                   "where the mask has a transparent background (README, Masks; keeps anti-aliasing and JPEG noise out)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
     p.add_argument("--max-pixels", type=int, default=None,
@@ -138,7 +173,12 @@ def _folder_jobs(args: argparse.Namespace) -> Tuple[List[Tuple[Path, Optional[Pa
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from pconv.inference import Inpainter
+    from pconv.masks.rules import MaskWarning
+
+    warnings.filterwarnings("ignore", category=MaskWarning)  # said per photo instead (_MaskWords)
 
     folder_mode = args.input is not None
     if folder_mode and (args.image or args.mask_file):
@@ -174,12 +214,14 @@ def run(args: argparse.Namespace) -> int:
         from pconv.folder import inpaint_folder
 
         # one photo through the folder pipeline, in line: the same reading, checks and atomic write
-        (outcome,) = inpaint_folder(inpainter, [(0, FolderJob(image, mask, out))], _options(args),
-                                    batch_size=1, prefetch=0, io_threads=1)
+        (outcome,) = inpaint_folder(_MaskWords(inpainter, args.invert_mask), [(0, FolderJob(image, mask, out))],
+                                    _options(args), batch_size=1, prefetch=0, io_threads=1)
         if outcome.status != "done":
             raise PConvError(outcome.detail)
+        _print_warnings(image.name, outcome.detail, lambda line: print(line, file=sys.stderr))
         for note in filter(None, outcome.detail.split("; ")):
-            print(f"{image.name}: {note}")
+            if not note.startswith(_WARNING):
+                print(f"{image.name}: {note}")
         print(f"wrote {out}")
         return 0
 
@@ -229,6 +271,7 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
     inpainter = Inpainter(args.weights, method=args.method, device=device, precision=args.precision,
                           flip_average=args.flip_average, batch_size=max(4, args.batch_size or 1),
                           compile=args.compile)
+    checked = _MaskWords(inpainter, args.invert_mask)
     on_gpu = inpainter.device.type != "cpu"
     batch = args.batch_size or (8 if on_gpu else 1)
     io_threads = args.io_threads or (max(1, min(4, (os.cpu_count() or 1) // env.local_world)) if on_gpu else 1)
@@ -242,8 +285,10 @@ def _run_folder(args: argparse.Namespace, jobs: List[Tuple[Path, Optional[Path],
                file=sys.stderr, disable=None)
     try:
         outcomes = inpaint_folder(
-            inpainter, [(i, FolderJob(*jobs[i])) for i in mine], options, batch_size=batch,
-            prefetch=args.prefetch, io_threads=io_threads, on_outcome=lambda _o: bar.update(1))
+            checked, [(i, FolderJob(*jobs[i])) for i in mine], options, batch_size=batch,
+            prefetch=args.prefetch, io_threads=io_threads, on_outcome=lambda o: (
+                _print_warnings(o.name, o.detail if o.status == "done" else "",
+                                lambda line: tqdm.write(line, file=sys.stderr)), bar.update(1)))
     except BaseException as exc:
         if env.distributed:  # tell rank 0 instead of leaving it waiting for this rank's part
             write_part(parts, "summary", env.rank, key, {"error": f"{type(exc).__name__}: {exc}", "outcomes": []})
