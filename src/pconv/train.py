@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as replace_fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -28,10 +28,10 @@ from pconv.config import TrainConfig
 from pconv.data import MaskSampler, StepBatchSampler, TrainDataset, ValDataset, list_images, scan_images, split_train_val
 from pconv.device import autocast_dtype, keep_freed_memory, resolve_device, resolve_precision
 from pconv.errors import PConvError
-from pconv.model import PConvUNet, build_model
+from pconv.model import PConvUNet, build_model, resolve_config
 from pconv.weights import load_matching, load_model, save_weights
 
-__all__ = ["train", "get_phase", "validate", "Phase", "RUNTIME_FIELDS"]
+__all__ = ["train", "get_phase", "validate", "Phase", "RUNTIME_FIELDS", "TrainingInterrupted"]
 
 #: Settings a resumed run takes from the command line rather than from its checkpoint: they change
 #: how the run executes (or how long), never what it computes.
@@ -109,11 +109,24 @@ def train_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim
     return total, terms
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after its checkpoint and weights were saved.
+
+    A KeyboardInterrupt, so that code which does not catch it stops as on Ctrl+C; ``pconv train``
+    exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), so that
+    ``pconv train ... && pconv evaluate ...`` does not go on with a half-trained model."""
+
+    def __init__(self, signum: int, step: int, exported: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.exported = signum, step, exported
+
+
 class _StopFlag:
     """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
 
     def __init__(self) -> None:
         self.stop = False
+        self.signum = 0
         self._old: Dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
@@ -128,6 +141,7 @@ class _StopFlag:
         if self.stop:  # a second signal: stop now
             raise KeyboardInterrupt
         self.stop = True
+        self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._old.items():
@@ -172,9 +186,15 @@ def _default_workers() -> int:
 
 def _initial_model(config: TrainConfig, announce: bool) -> PConvUNet:
     """The model a run starts from: ``model`` and/or ``init_weights`` (see TrainConfig)."""
-    if config.init_weights and config.model is None:
+    if config.init_weights and config.model is None and config.model_variant is None:
         return load_model(config.init_weights).train()
-    model = build_model(config.model if config.model is not None else "cpu")
+    if config.model is not None:
+        arch = resolve_config(config.model)
+    else:  # the file's own architecture, or the default
+        arch = load_model(config.init_weights).config if config.init_weights else resolve_config("cpu")
+    if config.model_variant is not None:
+        arch = replace_fields(arch, variant=config.model_variant)
+    model = build_model(arch)
     if config.init_weights:
         copied, fresh = load_matching(model, config.init_weights)
         if announce:
@@ -184,7 +204,10 @@ def _initial_model(config: TrainConfig, announce: bool) -> PConvUNet:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) a training run; returns the path of the exported weights."""
+    """Run (or resume) a training run; returns the path of the exported weights.
+
+    Nothing is written before the data and settings pass their checks. SIGINT/SIGTERM stop the run
+    after the current step with a checkpoint and exported weights, then raise TrainingInterrupted."""
     rank, world, device, own_group = _setup_distributed(config.device)
     distributed = "RANK" in os.environ  # under torchrun: DDP, even for one process
     is_main = rank == 0
@@ -208,13 +231,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if state is not None:  # the run's recipe comes from the checkpoint; how it runs may change
         runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}
         config = TrainConfig.from_dict({**state["config"], **runtime})
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.json")
 
-    # --- data ---
+    # --- data (checked before anything is written: a run that cannot start leaves no folder) ---
+    if not config.data:
+        raise PConvError("no training data: pass --data FOLDER (or set data in --config)")
     paths = list_images(config.data, config.file_list)
     paths, bad = scan_images(paths)
+    if len(paths) <= config.val_count:
+        unreadable = f" ({len(bad)} more unreadable)" if bad else ""
+        raise PConvError(
+            f"{config.data} has {len(paths)} readable photo(s){unreadable}, but {config.val_count} are held out for "
+            f"validation (--val-count, default 16) and training needs at least one more: pass --val-count "
+            f"{max(1, len(paths) // 5)} (about a fifth), or add photos")
     train_paths, val_paths = split_train_val(paths, config.val_count)
     masks = MaskSampler(config.mask_source, config.image_size, config.hole_ratio)
     dataset = TrainDataset(train_paths, config.image_size, masks, config.seed, config.max_zoom_out,
@@ -230,8 +258,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model = _initial_model(config, announce=is_main)
     if config.model is None:  # record the architecture, so checkpoints and config.json name it
         config = config.replace(model=model.config.to_dict())
-        if is_main:
-            config.save(run_dir / "config.json")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -277,6 +303,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
         worker_init_fn=_ignore_stop_signals,
     )
+
+    # --- the run folder: written only now that the data, the model and the loss could be set up ---
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.json")
 
     # --- logging (rank 0) ---
     log_file = open(run_dir / "log.jsonl", "a") if is_main else None
@@ -372,6 +403,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         dist.barrier()
     if own_group:
         dist.destroy_process_group()
+    if flag.stop:
+        raise TrainingInterrupted(flag.signum, step, exported)
     return exported
 
 
