@@ -220,3 +220,90 @@ def test_detail_and_style_columns_and_no_style(data, tmp_path):
     assert math.isnan(no_style.summary["telea"]["all"]["style"])
     style_table = no_style.markdown.split("## style distance")[1].split("##")[0]
     assert "| telea | – |" in style_table
+
+
+def _ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM written out (Wang et al.): 7×7 uniform window, sample covariances, K1 = 0.01, K2 = 0.03,
+    data range 1, the mean over the valid window positions and over channels."""
+    from scipy.ndimage import uniform_filter
+
+    n = 7 * 7
+    scores = []
+    for c in range(a.shape[2]):
+        x, y = a[..., c], b[..., c]
+        mean = lambda v: uniform_filter(v, size=7)  # noqa: E731
+        mx, my = mean(x), mean(y)
+        vx = (mean(x * x) - mx * mx) * n / (n - 1)
+        vy = (mean(y * y) - my * my) * n / (n - 1)
+        cxy = (mean(x * y) - mx * my) * n / (n - 1)
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        scores.append(s[3:-3, 3:-3].mean())
+    return float(np.mean(scores))
+
+
+def _detail_reference(image: np.ndarray, hole: np.ndarray) -> float:
+    """Mean |grey − Gaussian(grey, 1.5)| over the hole, with scipy's filter (mirrored border)."""
+    from scipy.ndimage import gaussian_filter
+
+    grey = image.astype(np.float64) / 255 @ np.array([0.299, 0.587, 0.114])
+    return float(np.abs(grey - gaussian_filter(grey, 1.5, mode="mirror", truncate=4.0))[hole].mean())
+
+
+def test_every_column_matches_an_independent_computation(data, tmp_path, monkeypatch):
+    """Each row's metrics, recomputed here from the method's output with formulas written out in
+    the test, the summaries (means; the detail ratio's median) per bucket and over all, and the
+    printed tables (× their display scales)."""
+    import pconv.evaluate as ev
+    from pconv.baselines import fill
+    from pconv.style_distance import StyleDistance
+
+    class Clock:  # advances 0.25 s a reading: a method call, timed by two readings, lasts 0.25 s
+        t = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.t += 0.25
+            return cls.t
+
+    monkeypatch.setattr(ev, "time", Clock)
+    res = evaluate(data.photos, data.masks, out_dir=tmp_path / "o", methods=["telea", "biharmonic"],
+                   size_policy="native", seed=5, progress=False)
+    style = StyleDistance()
+    assert len(res.rows) == 2 * 6 * 2
+    for r in res.rows:
+        image, hole, _ = prepare_case(Case(0, r["photo"], r["mask"], r["bucket"], r["mask_ratio"], None), "native")
+        out = fill(r["method"], image, hole)
+        a, b = out.astype(np.float64) / 255, image.astype(np.float64) / 255
+        mse, hole_mse = np.mean((a - b) ** 2), np.mean((a[hole] - b[hole]) ** 2)
+        assert r["psnr"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-9)
+        assert r["hole_psnr"] == pytest.approx(10 * np.log10(1 / hole_mse), abs=1e-9)
+        assert r["l1"] == pytest.approx(np.abs(a - b).mean(), abs=1e-12)
+        assert r["hole_l1"] == pytest.approx(np.abs(a[hole] - b[hole]).mean(), abs=1e-12)
+        assert r["ssim"] == pytest.approx(_ssim_reference(a, b), abs=1e-6)
+        assert r["detail"] == pytest.approx(_detail_reference(out, hole) / _detail_reference(image, hole), rel=1e-4)
+        assert r["detail"] < 0.9  # these fills are smoother than the photo: not the photo against itself
+        assert r["style"] == pytest.approx(style(out, image, hole), rel=1e-4) and r["style"] > 0
+        assert r["hole_ratio"] == pytest.approx(hole.mean(), abs=1e-6)
+        assert r["seconds"] == 0.25
+    assert style(image, image, hole) == 0  # the last case's photo against itself: no distance
+
+    md = res.markdown
+    for method in ("telea", "biharmonic"):
+        mine = [r for r in res.rows if r["method"] == method]
+        for bucket in res.buckets + ["all"]:
+            sel = mine if bucket == "all" else [r for r in mine if r["bucket"] == bucket]
+            s = res.summary[method][bucket]
+            assert s["n"] == len(sel) == (12 if bucket == "all" else 2)
+            for key in ("psnr", "ssim", "l1", "hole_psnr", "hole_l1", "style", "seconds"):
+                assert s[key] == pytest.approx(sum(r[key] for r in sel) / len(sel), rel=1e-12), (key, bucket)
+            assert s["detail"] == pytest.approx(np.median([r["detail"] for r in sel]), rel=1e-12)
+        for title, key, scale, decimals in (("## PSNR, whole image", "psnr", 1, 2), ("## SSIM", "ssim", 1, 3),
+                                            ("## ℓ1, whole image", "l1", 100, 2), ("## PSNR, hole only", "hole_psnr", 1, 2),
+                                            ("## ℓ1, hole only", "hole_l1", 100, 2), ("## detail ratio", "detail", 1, 2),
+                                            ("## style distance", "style", 1000, 3), ("## seconds", "seconds", 1, 3)):
+            table = md.split(title)[1].split("\n## ")[0]
+            row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
+            cells = [c.strip() for c in row.split("|")[2:-1]]
+            expected = [f"{res.summary[method][b][key] * scale:.{decimals}f}" for b in res.buckets + ["all"]]
+            assert cells == expected, (title, method)

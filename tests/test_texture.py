@@ -5,7 +5,8 @@ import torch
 
 from pconv.errors import PConvError
 from pconv.metrics import detail_ratio, hole_detail
-from pconv.texture import TextureConfig, detail_strength, gaussian_blur, high_pass, mid_weight, transfer_detail
+from pconv.texture import (TextureConfig, _limit_repeats, detail_strength, gaussian_blur, high_pass, mid_weight,
+                           transfer_detail)
 
 
 def _scene(size: int = 96, seed: int = 0):
@@ -158,24 +159,63 @@ def test_the_mid_band_restores_coarse_texture_deep_in_the_hole_and_leaves_the_ed
 
 
 def test_repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it():
-    from pconv.texture import _limit_repeats
-
     n_tgt, n_src = 40, 10
     nearest = torch.stack([torch.roll(torch.arange(n_src), -i) for i in range(n_tgt)])  # each its own order
     choice = torch.zeros(n_tgt, dtype=torch.long)  # every block drew source 0
     edge = torch.zeros(n_tgt, dtype=torch.bool)
     edge[:3] = True  # edge blocks keep their pick whatever the count
-    out = _limit_repeats(choice, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0))
+    out = _limit_repeats(choice, nearest, edge, n_src, 2.0, torch.Generator().manual_seed(0))
+    limit = 8  # 2.0 x 40 blocks / 10 sources: room for 80 uses, so most sources stay under it
     assert torch.equal(out[:3], choice[:3])
-    counts = torch.bincount(out[3:], minlength=n_src)
-    assert int(counts.max()) <= 4 and int(counts[0]) <= 4 - 3  # limit = 1.0 × 40 / 10; the edge used 3 of 0's
-    for i in range(3, n_tgt):  # a moved block took the first source of its list under the limit
-        assert out[i] in nearest[i][: n_src].tolist()
-    again = _limit_repeats(choice, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0))
+    counts = torch.bincount(out, minlength=n_src)  # the edge's uses count against the limit too
+    assert int(counts.max()) <= limit and int(counts[0]) == limit
+    for i in range(3, n_tgt):
+        if out[i] == choice[i]:
+            continue
+        # a moved block took the first source of its list under the limit: every source before it
+        # in the list had reached the limit by then (and counts only grow)
+        place = nearest[i].tolist().index(int(out[i]))
+        assert all(int(counts[s]) >= limit for s in nearest[i][:place].tolist()), i
+    assert int((out[3:] != 0).sum()) == n_tgt - limit  # only the blocks over the limit moved
+    again = _limit_repeats(choice, nearest, edge, n_src, 2.0, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
     # under the limit, every draw stands
     spread = torch.arange(n_tgt) % n_src
     assert torch.equal(_limit_repeats(spread, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0)), spread)
+
+
+def test_repeat_limit_falls_back_to_the_least_used_source_of_a_full_list():
+    """Lists shorter than the sources (``spread``): when every source of a block's list is at the
+    limit, the block takes the least used of them."""
+    n_src = 4
+    choice = torch.tensor([0, 0, 0, 1, 1, 1, 1, 0])  # limit = ceil(1.0 x 8 / 4) = 2
+    nearest = torch.tensor([[1, 0]] * 8)  # every list: source 1 first, then 0
+    edge = torch.tensor([False, False, False, True, True, True, True, False])  # the edge puts 4 uses on 1
+    out = _limit_repeats(choice, nearest, edge, n_src, 1.0, torch.Generator().manual_seed(0))
+    assert out[edge].tolist() == [1, 1, 1, 1]
+    # off the edge: two blocks keep 0; the others find 1 (4 uses) and 0 (2, then 3) at the limit:
+    # they take 0, the less used, not the first of their list
+    assert out[~edge].tolist() == [0, 0, 0, 0]
+
+
+def test_spread_sets_how_far_down_its_list_a_block_may_move(monkeypatch):
+    """The lists handed to the repeat limit are ``spread`` long (at least ``rerank``)."""
+    import pconv.texture as texture
+
+    widths = []
+    real = texture._limit_repeats
+
+    def spy(choice, nearest, *args):
+        widths.append(nearest.shape[1])
+        return real(choice, nearest, *args)
+
+    monkeypatch.setattr(texture, "_limit_repeats", spy)
+    photo, hole, fill = _blobs()
+    for spread in (3, 40):
+        transfer_detail(fill, hole, TextureConfig(spread=spread))
+    assert widths == [16, 40]  # 3 < rerank (16): the rerank list; 40: itself
+    transfer_detail(fill, hole, TextureConfig(max_repeat=0))
+    assert len(widths) == 2  # no limit: not called
 
 
 def test_repeat_limit_changes_only_fills_that_hit_it():
@@ -250,3 +290,256 @@ def test_each_side_of_a_hole_copies_the_texture_beside_it():
     assert down > 0.5 * hole_detail(photo, hole & (np.arange(size) >= size // 2)[:, None])
     _, down0 = halves(transfer_detail(fill, hole, TextureConfig(energy_weight=0)))
     assert down0 < 0.3 * down  # by colour alone the rock side copies sky too
+
+
+def _internals(fill: np.ndarray, hole: np.ndarray, cfg: TextureConfig = TextureConfig()):
+    """The photo, sources, targets, edge flags and matched source origins, as transfer_detail makes them."""
+    from pconv.texture import _match, _prepare, _sources, _targets
+
+    photo = _prepare(fill, hole, cfg.block, cfg)
+    src = _sources(photo, cfg)
+    ty, tx, grid = _targets(photo, hole)
+    edge = photo.hole_share[ty, tx] <= 1.0 - cfg.edge_known
+    choice = _match(photo, src, (ty, tx), edge, cfg, 0)
+    return photo, (ty, tx), grid, edge, src[0][choice], src[1][choice]
+
+
+def _coherent_share(tgt, grid: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> float:
+    """Share of horizontally or vertically adjacent target blocks that copy with one displacement."""
+    dy, dx = cy - tgt[0], cx - tgt[1]
+    same, pairs = 0, 0
+    for a in range(grid.shape[0]):
+        for b in range(grid.shape[1]):
+            for na, nb in ((a + 1, b), (a, b + 1)):
+                if grid[a, b] >= 0 and na < grid.shape[0] and nb < grid.shape[1] and grid[na, nb] >= 0:
+                    i, j = int(grid[a, b]), int(grid[na, nb])
+                    pairs += 1
+                    same += int(dy[i] == dy[j] and dx[i] == dx[j])
+    return same / pairs
+
+
+def test_coherence_lets_neighbours_copy_one_continuous_piece():
+    """``_propagate``: blocks adopt a neighbour's shifted source when it is nearly as close
+    (``coherence``), over ``propagation`` rounds; edge blocks stay, sources stay wholly known."""
+    from pconv.texture import _propagate
+
+    photo, hole, fill = _blobs()
+    p, tgt, grid, edge, cy0, cx0 = _internals(fill, hole)
+    d_tgt = p.descriptors(*tgt)
+
+    def run(**settings):
+        cy, cx = _propagate(p, cy0, cx0, tgt, grid, edge, TextureConfig(**settings))
+        return cy, cx, ((p.descriptors(cy, cx) - d_tgt) ** 2).sum(1)
+
+    d0 = ((p.descriptors(cy0, cx0) - d_tgt) ** 2).sum(1)
+    cy, cx, _ = run(propagation=0)
+    assert torch.equal(cy, cy0) and torch.equal(cx, cx0)  # no rounds: the matches stand
+    before = _coherent_share(tgt, grid, cy0, cx0)
+    results = {}
+    for rounds, factor in ((1, 1.5), (4, 1.5), (4, 1.0)):
+        cy, cx, d = run(propagation=rounds, coherence=factor)
+        results[rounds, factor] = (cy, cx)
+        moved = (cy != cy0) | (cx != cx0)
+        assert not moved[edge].any()  # blocks on the hole's edge keep their re-ranked source
+        hy, hx = np.nonzero(hole)
+        for y, x in zip(cy[moved].tolist(), cx[moved].tolist()):  # adopted sources: wholly known
+            assert not hole[y:y + p.block, x:x + p.block].any()
+        assert (d <= factor * d0 + 1e-6).all()  # never more than `coherence` x the matched distance
+    default = results[4, 1.5]
+    assert _coherent_share(tgt, grid, *default) > before + 0.15  # neighbours now copy one piece
+    assert not torch.equal(default[0], results[1, 1.5][0]) or not torch.equal(default[1], results[1, 1.5][1])
+    strict_moved = int(((results[4, 1.0][0] != cy0) | (results[4, 1.0][1] != cx0)).sum())
+    loose_moved = int(((default[0] != cy0) | (default[1] != cx0)).sum())
+    assert 0 < strict_moved < loose_moved  # a looser factor adopts more
+    # end to end, the step changes what is pasted
+    assert not np.array_equal(transfer_detail(fill, hole), transfer_detail(fill, hole, TextureConfig(propagation=0)))
+
+
+def test_thin_hole_parts_keep_the_fill_as_it_is():
+    """``min_width``: a 3 px scratch keeps its fill exactly, a large hole beside it gains detail; with
+    a gate narrower than the scratch (or none) the scratch gains detail too."""
+    photo, hole, fill = _scene(96)
+    scratch = np.zeros_like(hole)
+    scratch[80:83, 10:86] = True
+    both = hole | scratch
+    fill[scratch] = photo[scratch].mean(0).round().astype(np.uint8)
+    for width, gated in ((5, True), (7, True), (3, False), (0, False)):
+        out = transfer_detail(fill, both, TextureConfig(min_width=width))
+        assert np.array_equal(out[scratch], fill[scratch]) == gated, width
+        assert (out[hole] != fill[hole]).any(-1).mean() > 0.9  # the square gains detail either way
+        np.testing.assert_array_equal(out[~both], fill[~both])  # blocks reach over the known pixels: kept
+
+
+def _stripes(size: int = 96):
+    """Slanted grey stripes (period 7 px, so sources on a 4 px grid differ in phase), a square hole
+    filled flat, and the ring of hole pixels within 4 px of the known region."""
+    import cv2
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    stripes = 128 + 40 * np.sin(2 * np.pi * (xx + 0.3 * yy) / 7.0)
+    photo = np.repeat(stripes[..., None], 3, -1).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[30:66, 30:66] = True
+    fill = photo.copy()
+    fill[hole] = 128
+    depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 5)
+    return photo, hole, fill, hole & (depth <= 4)
+
+
+def test_edge_blocks_continue_the_known_texture_across_the_edge():
+    """Re-ranking: blocks on the hole's edge take, among ``rerank`` nearest, the source whose detail
+    agrees with their known pixels, so the stripes run on in phase; without it (``edge_known`` =
+    1: no block counts as an edge block) the phase is random."""
+    photo, hole, fill, ring = _stripes()
+
+    def ring_correlation(cfg: TextureConfig) -> float:
+        out = transfer_detail(fill, hole, cfg).astype(float)[..., 0]
+        return float(np.corrcoef(out[ring], photo[..., 0].astype(float)[ring])[0, 1])
+
+    default = ring_correlation(TextureConfig())
+    assert default > 0.9
+    assert ring_correlation(TextureConfig(edge_known=1.0)) < 0.6  # no edge blocks: no re-ranking
+    assert ring_correlation(TextureConfig(edge_known=0.5)) < default - 0.05  # fewer edge blocks
+    assert ring_correlation(TextureConfig(rerank=4)) < default - 0.05  # a shorter list to choose from
+    assert ring_correlation(TextureConfig(rerank=1, candidates=1)) < 0.3  # nothing to choose from
+
+
+def test_gain_scales_the_pasted_detail():
+    photo, hole, fill = _blobs()
+    no_mid = dict(mid_gain=0)
+    np.testing.assert_array_equal(transfer_detail(fill, hole, TextureConfig(gain=0, **no_mid)), fill)
+    half = transfer_detail(fill, hole, TextureConfig(gain=0.5, **no_mid)).astype(float) - fill
+    full = transfer_detail(fill, hole, TextureConfig(gain=1.0, **no_mid)).astype(float) - fill
+    assert np.abs(full[hole]).mean() > 5
+    assert np.abs(full - 2 * half).max() <= 1.0  # linear, up to rounding to whole grey levels
+
+
+def _depth(hole: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def test_mid_band_settings_scale_place_and_size_it():
+    """``mid_gain`` scales the band linearly, ``mid_start`` and ``mid_ramp`` set where it begins and
+    how fast it grows, ``mid_sigma`` its coarsest scale."""
+    photo, hole, fill = _blobs()
+    depth = _depth(hole)
+    base = transfer_detail(fill, hole, TextureConfig(mid_gain=0)).astype(float)
+
+    def band(**settings) -> np.ndarray:
+        return transfer_detail(fill, hole, TextureConfig(**settings)).astype(float) - base
+
+    core = depth > 20
+    one, half = band(mid_gain=1.0), band(mid_gain=0.5)
+    assert np.abs(one[core]).mean() > 10
+    assert (np.abs(one - 2 * half)[core] <= 1.0).mean() > 0.95  # linear (up to rounding and clipping)
+    late = band(mid_start=10.0)
+    assert np.abs(late[hole & (depth <= 10)]).max() == 0  # nothing before mid_start px ...
+    assert np.abs(late[hole & (depth > 12)]).mean() > 2  # ... and the band after it
+    steep, gentle = band(mid_ramp=1.0), band(mid_ramp=12.0)
+    shallow = hole & (depth > 5) & (depth <= 8)
+    assert np.abs(steep[shallow]).mean() > 2.5 * np.abs(gentle[shallow]).mean()  # full gain at 5 px, not 1/12
+    assert np.abs(band(mid_sigma=4.0)[core]).mean() < 0.6 * np.abs(one[core]).mean()  # a narrower band
+
+
+def test_sigma_splits_off_the_detail_that_is_copied():
+    """A larger ``sigma`` puts coarser structure into the detail layer: more of the blobs are copied."""
+    photo, hole, fill = _blobs()
+    core = _depth(hole) > 20
+
+    def added(sigma: float) -> float:
+        out = transfer_detail(fill, hole, TextureConfig(sigma=sigma, mid_gain=0)).astype(float)
+        return float(np.abs(out - fill)[core].mean())
+
+    assert added(1.0) < 0.5 * added(2.5) < 0.5 * added(6.0)
+
+
+def test_detail_strength_descriptor_follows_energy_weight_and_energy_sigma():
+    """The descriptor's strength channel is ``energy_weight`` × the known detail's RMS, smoothed by
+    ``energy_sigma``: inside the hole just above rough ground it reads the rock more the wider the
+    Gaussian."""
+    from pconv.texture import _prepare
+
+    rng = np.random.default_rng(0)
+    size = 128
+    photo = np.full((size, size, 3), 128.0)
+    photo[size // 2:] += rng.normal(0, 25, (size // 2, size, 1))
+    photo = photo.clip(0, 255).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[32:96, 40:88] = True
+
+    def pooled(**settings) -> torch.Tensor:
+        cfg = TextureConfig(**settings)
+        return _prepare(photo, hole, cfg.block, cfg).pooled
+
+    default, light = pooled(), pooled(energy_weight=1.5)
+    assert default.shape[0] == 4 and pooled(energy_weight=0).shape[0] == 3  # colours (+ strength)
+    torch.testing.assert_close(light[:3], default[:3])
+    torch.testing.assert_close(light[3], default[3] / 4, rtol=1e-5, atol=1e-6)  # linear in the weight
+    # pooled[3] at (y, x) is the cell mean starting at (y - margin, x - margin), margin = 16 px
+    above = (slice(40 + 16, 52 + 16), slice(50 + 16, 78 + 16))  # 12 to 24 px above the rough half
+    narrow, wide = pooled(energy_sigma=4.0)[3][above].mean(), pooled(energy_sigma=64.0)[3][above].mean()
+    assert narrow < 0.3 * wide
+
+
+def test_sources_lie_on_the_stride_grid_wholly_in_the_known_region():
+    """Every block on the ``source_stride`` grid that holds no hole pixel, and no other."""
+    from pconv.texture import _prepare, _sources
+
+    photo, hole, fill = _scene(96)
+    for stride in (4, 8):
+        cfg = TextureConfig(source_stride=stride)
+        ys, xs = _sources(_prepare(fill, hole, cfg.block, cfg), cfg)
+        b = cfg.block
+        expected = {(y, x) for y in range(0, 96 - b + 1, stride) for x in range(0, 96 - b + 1, stride)
+                    if not hole[y:y + b, x:x + b].any()}
+        assert set(zip(ys.tolist(), xs.tolist())) == expected
+
+
+def test_candidates_set_how_many_nearest_sources_the_draw_picks_from():
+    """With one candidate (and no repeat limit, whose visiting order is seeded) the seed cannot
+    matter; with several it does."""
+    photo, hole, fill = _blobs()
+
+    def pair(n: int):
+        cfg = TextureConfig(candidates=n, max_repeat=0)
+        return transfer_detail(fill, hole, cfg, seed=3), transfer_detail(fill, hole, cfg, seed=4)
+
+    np.testing.assert_array_equal(*pair(1))
+    assert not np.array_equal(*pair(4))
+    assert not np.array_equal(pair(2)[0], pair(4)[0])
+
+
+def test_paste_reproduces_one_continuous_piece_and_leaves_no_seams():
+    """``_paste``: blocks with one displacement give the shifted layer exactly (weights sum to one);
+    blocks copying unrelated places blend without steps at the block borders (the sin² window)."""
+    from pconv.texture import _Photo, _paste
+
+    size, b = 96, 16
+    layer = gaussian_blur(torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(0)), 6.0)[0]
+    layer = layer / layer.std()
+    photo = _Photo(image=torch.zeros(3, size, size), detail=layer, layers=layer, pooled=torch.zeros(1),
+                   known=torch.ones(size, size), hole_share=torch.zeros(size - b + 1, size - b + 1), block=b, cell=1)
+    ys, xs = torch.meshgrid(torch.arange(16, 64, b // 2), torch.arange(16, 64, b // 2), indexing="ij")
+    ty, tx = ys.reshape(-1), xs.reshape(-1)
+    inner = (slice(24, 64), slice(24, 64))  # covered by four blocks everywhere
+    shifted = _paste(photo, ty + 5, tx - 3, ty, tx)[0]
+    torch.testing.assert_close(shifted[inner], layer[0].roll((-5, 3), (0, 1))[inner], atol=1e-5, rtol=0)
+    g = torch.Generator().manual_seed(1)
+    mixed = _paste(photo, torch.randint(0, size - b, ty.shape, generator=g),
+                   torch.randint(0, size - b, tx.shape, generator=g), ty, tx)[0][inner]
+    steps = mixed.diff(dim=1).abs()  # steps[:, j]: between columns 24 + j and 25 + j
+    border = steps[:, 7::8].mean()  # into columns 32, 40, ...: where blocks start and end
+    assert border < 1.3 * steps.mean()
+    assert 0.7 < float(mixed.std()) < 1.4  # the blend keeps the layer's contrast
+
+
+@pytest.mark.parametrize("field, value", [("block", 8), ("context", 1), ("candidates", 2), ("source_stride", 8),
+                                          ("spread", 20), ("rerank", 8), ("energy_sigma", 8.0)])
+def test_every_setting_reaches_the_result(field, value):
+    """A safety net: each setting, changed, changes the fill (known pixels stay exact)."""
+    photo, hole, fill = _blobs()
+    out = transfer_detail(fill, hole, TextureConfig(**{field: value}))
+    np.testing.assert_array_equal(out[~hole], fill[~hole])
+    assert not np.array_equal(out, transfer_detail(fill, hole))
