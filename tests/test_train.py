@@ -113,6 +113,38 @@ def test_config_round_trip_and_files(tmp_path):
         TrainConfig(hole_ratio=(0.5, 0.2))
 
 
+def test_help_explains_every_option():
+    import argparse
+
+    from pconv.cli import build_parser
+    from pconv.config import FIELD_HELP
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert len(options) > 40
+    for action in options:
+        text = (action.help or "") % {"default": action.default}
+        assert len(text.split("(default:")[0].strip()) > 15, (action.option_strings, text)  # words, not a default
+    assert set(FIELD_HELP) == {f.name for f in __import__("dataclasses").fields(TrainConfig)}
+    val = next(a for a in options if "--val-count" in a.option_strings)
+    assert "validat" in val.help and "(default: 16)" in val.help
+
+
+def test_failed_validation_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # not even runs/default/config.json
+    few = _photos(tmp_path / "few", n=8)
+    assert main(["train", "--data", str(few), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "8 readable photo(s)" in err and "16 are held out" in err and "pass --val-count 1" in err
+    assert not (tmp_path / "r").exists()
+    assert main(["train", "--data", str(few), "--out", str(tmp_path / "r"), "--val-count", "0"]) == 2
+    assert "val_count must be >= 1" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
 def test_cli_help_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--help"])
@@ -254,8 +286,10 @@ def test_ddp_with_batchnorm_matches_the_per_rank_reference(tmp_path):
     assert not torch.allclose(plain["encoder.1.bn.running_var"], ddp["encoder.1.bn.running_var"], rtol=1e-3, atol=1e-4)
 
 
-def test_sigterm_to_process_group_checkpoints_and_stops(tmp_path):
-    """Stopping a run (SIGTERM to its whole process group, data workers included) saves where it is."""
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_process_group_checkpoints_and_exits_non_zero(tmp_path, signum, status):
+    """Stopping a run (a signal to its whole process group, data workers included, as Ctrl+C sends)
+    saves where it is, then exits 128 + the signal, so that `train && evaluate` stops there."""
     config = _config(tmp_path, steps=100_000, workers=1, ckpt_every=100_000, val_every=100_000, log_every=1)
     config.save(tmp_path / "c.json")
     cmd = [sys.executable, "-m", "pconv", "train", "--config", str(tmp_path / "c.json"), "--no-progress"]
@@ -265,10 +299,12 @@ def test_sigterm_to_process_group_checkpoints_and_stops(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 3):
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signum)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert "stopped at step" in out and "--resume" in out
+    assert proc.returncode == status, out
+    assert "stopped at step" in out and "--resume" in out and f"exit status {status}" in out
+    assert "Traceback" not in out
+    assert (Path(config.out) / "last.safetensors").is_file()
     ckpts = list(Path(config.out).glob("ckpt-*.pt"))
     assert len(ckpts) == 1 and int(ckpts[0].stem.split("-")[1]) >= 3
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "score PConv and classical baselines (telea, ns, biharmonic, patchmatch) per hole-ratio bucket"
+HELP = ("score PConv (pconv, pconv-smooth) and classical baselines (telea, ns, biharmonic, patchmatch) per "
+        "hole-ratio bucket")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masks", required=True, metavar="PATH",
                         help="mask test set: NVIDIA's layout (buckets.csv) or `pconv masks testset` output; "
                         "white = hole")
-    parser.add_argument("--methods", default="pconv,telea,ns,biharmonic,patchmatch",
+    parser.add_argument("--methods", default="pconv,pconv-smooth,telea,ns,biharmonic,patchmatch",
                         help="comma-separated methods: pconv (photographic fill), pconv-smooth (the network's fill "
                         "alone), either with -flip (flip averaging), telea, ns, biharmonic, patchmatch")
     parser.add_argument("--size", default="256", choices=["256", "512", "native"],
@@ -27,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the photo/mask pairing")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes (each gets cpu_count/workers threads); under torchrun per rank")
-    parser.add_argument("--device", default="cpu", help="device for the pconv method: cpu, cuda, cuda:N, mps, auto")
+    parser.add_argument("--device", default="auto",
+                        help="device for the pconv methods: auto (a GPU when there is one, else the CPU), cpu, cuda, "
+                        "cuda:N or mps")
     parser.add_argument("--no-style", action="store_true",
                         help="skip the style distance (it needs the loss's VGG16 weights; see README, Training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
