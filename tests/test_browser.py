@@ -1,4 +1,6 @@
-"""End to end in a real Chromium: open a photo, paint a stroke, run, download, check the pixels.
+"""End to end in a real Chromium: open a photo, paint a stroke, run, download, check the pixels;
+zoom, pan, another result, cancel and the other tools for large photos (against a fake inpainter:
+these tests are about the page, not the network).
 
 Needs Python ``playwright`` and Debian's Chromium (``apt-get install -y chromium``; ``playwright
 install`` is not used). Without them the tests skip locally, but under ``CI=true`` they FAIL: a CI
@@ -10,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,20 +75,25 @@ def photo_path(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def page(browser, base_url):
+def _checked_page(browser, url: str):
+    """A desktop page on ``url``; on leaving, no JS error, CSP violation or failed load may have happened."""
     context = browser.new_context(viewport={"width": 1100, "height": 800}, accept_downloads=True)
     pg = context.new_page()
     errors: list = []
     pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    pg.goto(base_url + "/")
+    pg.goto(url + "/")
     _expect_status(pg, "Ready")
     pg.allowed_errors = []  # a test that provokes an error response lists its console line here
     yield pg
     context.close()
     errors = [e for e in errors if not any(a in e for a in pg.allowed_errors)]
-    assert not errors, errors  # no JS errors, no CSP violations, no failed loads
+    assert not errors, errors
+
+
+@pytest.fixture
+def page(browser, base_url):
+    yield from _checked_page(browser, base_url)
 
 
 def _expect_status(pg, text: str) -> None:
@@ -94,10 +103,10 @@ def _expect_status(pg, text: str) -> None:
     expect(pg.locator("#status")).to_contain_text(text, timeout=30_000)
 
 
-def _open(pg, photo_path: Path) -> None:
+def _open(pg, photo_path: Path, size: str = "200×150") -> None:
     pg.set_input_files("#file", str(photo_path))
     pg.wait_for_selector("#stage:not([hidden])")
-    _expect_status(pg, "200×150")
+    _expect_status(pg, size)
 
 
 def _stroke(pg, frm, to) -> dict:
@@ -131,7 +140,7 @@ def test_paint_run_download_changes_only_the_painted_region(page, photo_path):
     assert pg.is_disabled("#run")  # nothing painted yet
     brush = int(pg.input_value("#size"))
     frm, to = (0.3, 0.45), (0.7, 0.55)
-    box = _stroke(pg, frm, to)
+    _stroke(pg, frm, to)
     assert pg.is_enabled("#run")
     pg.click("#run")
     pg.wait_for_selector("#result-bar:not([hidden])", timeout=60_000)
@@ -145,11 +154,11 @@ def test_paint_run_download_changes_only_the_painted_region(page, photo_path):
     assert result.shape == original.shape and mask.shape == (H, W)  # natural resolution
     assert set(np.unique(mask)) <= {0, 255}  # binary, white = hole
 
-    # Where the stroke went, in image pixels: the brush is sized in screen pixels.
-    scale = W / box["width"]
+    # Where the stroke went, in image pixels: the brush is sized in photo pixels.
+    assert pg.text_content("#size-out") == f"{brush} px"
     p0, p1 = (frm[0] * W, frm[1] * H), (to[0] * W, to[1] * H)
-    painted = _near_segment(p0, p1, brush * scale / 2 + 2)  # + anti-aliasing margin
-    core = _near_segment(p0, p1, brush * scale / 2 - 2)
+    painted = _near_segment(p0, p1, brush / 2 + 1.5)  # + anti-aliasing margin
+    core = _near_segment(p0, p1, brush / 2 - 1.5)
     hole = mask == 255
     assert hole[core].all(), "the mask does not cover the stroke"
     assert not hole[~painted].any(), "the mask reaches outside the stroke"
@@ -197,7 +206,7 @@ def test_brush_keys_undo_redo_clear_and_use_result(page, photo_path):
 def test_server_errors_are_shown_readably(page, photo_path):
     pg = page
     pg.allowed_errors.append("status of 503")
-    pg.route("**/api/v1/inpaint", lambda route: route.fulfill(
+    pg.route("**/api/v1/jobs", lambda route: route.fulfill(
         status=503, headers={"Retry-After": "5", "Content-Type": "application/json"},
         body=json.dumps({"error": "busy", "detail": "the server is busy (1 running, 8 waiting)"})))
     _open(pg, photo_path)
@@ -278,9 +287,347 @@ def test_method_menu_offers_both_fills_and_sends_the_choice(page, photo_path):
     assert "Photographic" in dict((v, t) for v, t, _ in options)["pconv"]
     pg.select_option("#method", "pconv-smooth")
     _stroke(pg, (0.3, 0.45), (0.7, 0.55))
-    with pg.expect_response(lambda r: r.url.endswith("/api/v1/inpaint")) as response:
+    with pg.expect_response(lambda r: r.url.endswith("/result")) as response:
         pg.click("#run")
     assert response.value.status == 200
     assert response.value.headers["x-pconv-method"] == "pconv-smooth"  # the server ran the chosen method
     pg.wait_for_selector("#result-bar:not([hidden])", timeout=60_000)
     assert pg.locator("#error").is_hidden()
+
+
+# ------------------------------------------------------------- large photos, against a fake inpainter
+
+BIG_W, BIG_H = 4000, 3000  # a 12 MP photo
+
+
+def seed_colour(seed: int) -> tuple:
+    """The fake's fill colour for a seed: results of different seeds differ."""
+    return (seed * 67 + 11) % 256, (seed * 131 + 23) % 256, 200
+
+
+class FakeFill:
+    """An inpainter for the page's tests: fills the hole with the colour of its seed, calling
+    ``progress`` at ``steps`` stage boundaries ``delay`` seconds apart, and logs how each call ended."""
+
+    def __init__(self, log: list, steps: int, delay: float) -> None:
+        self.log, self.steps, self.delay = log, steps, delay
+        self.seed = 0  # the server gives a job's seed to a copy of this
+
+    def __call__(self, image, hole, progress=None, **_):
+        entry = {"seed": self.seed, "size": image.size, "steps": 0, "end": "running"}
+        self.log.append(entry)
+        try:
+            for i in range(self.steps):
+                if progress is not None:
+                    progress(i / self.steps, "network")
+                time.sleep(self.delay)
+                entry["steps"] = i + 1
+        except BaseException as exc:
+            entry["end"] = type(exc).__name__
+            raise
+        entry["end"] = "finished"
+        out = np.asarray(image.convert("RGB")).copy()
+        out[np.asarray(hole, bool)] = seed_colour(self.seed)
+        return Image.fromarray(out)
+
+
+@pytest.fixture(scope="module")
+def fake_log() -> list:
+    return []
+
+
+@pytest.fixture(scope="module")
+def fake_url(fake_log):
+    """A server whose ``pconv`` is a quick seeded fake and whose ``ns`` is a slow one (20 s unless cancelled)."""
+    fills = {"ns": (400, 0.05)}
+    app = create_app(ServerSettings(max_jobs=1, queue_size=4),
+                     inpainter_factory=lambda settings, method: FakeFill(fake_log, *fills.get(method, (3, 0.01))))
+    with background_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def fake_page(browser, fake_url, fake_log):
+    fake_log.clear()
+    yield from _checked_page(browser, fake_url)
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory) -> Path:
+    y, x = np.mgrid[0:BIG_H, 0:BIG_W].astype(np.float32)
+    img = np.stack([x * 255 / BIG_W, y * 255 / BIG_H, 128 + 60 * np.sin(x / 23.0) * np.cos(y / 17.0)], axis=2)
+    path = tmp_path_factory.mktemp("big") / "big.jpg"
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def _box(pg, selector: str) -> dict:
+    return pg.locator(selector).bounding_box()
+
+
+def _photo_point(pg, sx: float, sy: float) -> tuple:
+    """The photo pixel shown at screen point (sx, sy), from where the photo's layer is on the screen."""
+    b = _box(pg, "#layers")
+    return (sx - b["x"]) / b["width"] * BIG_W, (sy - b["y"]) / b["height"] * BIG_H
+
+
+def _set_range(pg, selector: str, value: int) -> None:
+    pg.eval_on_selector(selector, "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }", value)
+
+
+def _result_image(pg) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(_download(pg, "#download-result"))).convert("RGB"))
+
+
+def _jpeg_results(pg) -> None:
+    """Ask for results in the upload's format (JPEG here): these tests are about the page, not PNG speed."""
+    pg.click(".more summary")
+    pg.select_option("#output-format", "input")
+    pg.click(".more summary")
+
+
+def _wait_result(pg, count: int) -> None:
+    """Wait until ``count`` results are kept and the page is idle again."""
+    from playwright.sync_api import expect
+
+    expect(pg.locator("#history .thumb")).to_have_count(count, timeout=60_000)
+    pg.wait_for_selector("#busy", state="hidden", timeout=60_000)
+
+
+def test_zoom_pan_and_a_brush_in_photo_pixels_on_a_large_photo(fake_page, big_photo, fake_log):
+    from playwright.sync_api import expect
+
+    pg = fake_page
+    _open(pg, big_photo, "4000×3000")
+    _jpeg_results(pg)
+    stage, layers = _box(pg, "#stage"), _box(pg, "#layers")
+    fit = layers["width"] / BIG_W
+    assert layers["width"] <= stage["width"] + 0.5 and layers["height"] <= stage["height"] + 0.5  # all of it shows
+    assert fit < 0.35 and pg.text_content("#zoom-level") == f"{round(fit * 100)}%"
+    assert pg.is_disabled("#zoom-out") and pg.is_disabled("#zoom-fit")  # fitted is the widest view
+
+    # Wheel zoom keeps the photo point under the mouse where it is.
+    mx, my = round(stage["x"] + 0.3 * stage["width"]), round(stage["y"] + 0.4 * stage["height"])  # whole pixels
+    pg.mouse.move(mx, my)
+    before = _photo_point(pg, mx, my)
+    pg.mouse.wheel(0, -900)
+    expect(pg.locator("#zoom-level")).not_to_have_text(f"{round(fit * 100)}%")
+    zoomed = _box(pg, "#layers")["width"] / BIG_W
+    assert zoomed > 4 * fit
+    after = _photo_point(pg, mx, my)
+    assert abs(after[0] - before[0]) < 1 and abs(after[1] - before[1]) < 1, (before, after)
+
+    # Space + drag and a middle-button drag pan by exactly the drag, and paint nothing.
+    start = _box(pg, "#layers")
+    pg.keyboard.down("Space")
+    pg.mouse.down()
+    pg.mouse.move(mx + 120, my + 70, steps=5)
+    pg.mouse.up()
+    pg.keyboard.up("Space")
+    moved = _box(pg, "#layers")
+    assert (round(moved["x"] - start["x"]), round(moved["y"] - start["y"])) == (120, 70)
+    pg.mouse.down(button="middle")
+    pg.mouse.move(mx - 80, my + 10, steps=5)
+    pg.mouse.up(button="middle")
+    again = _box(pg, "#layers")
+    assert (round(again["x"] - moved["x"]), round(again["y"] - moved["y"])) == (-200, -60)
+    assert pg.is_disabled("#undo") and pg.is_disabled("#run")  # panning painted nothing
+
+    # The brush is in photo pixels: 8 px wide at this zoom, where the view says it is.
+    _set_range(pg, "#size", 8)
+    assert pg.text_content("#size-out") == "8 px"
+    pg.mouse.move(mx, my)
+    cursor = _box(pg, "#cursor")
+    assert cursor["width"] == pytest.approx(8 * zoomed, abs=1)
+    a, b = (mx - 60, my), (mx + 60, my)
+    pa, pb = _photo_point(pg, *a), _photo_point(pg, *b)
+    pg.mouse.move(*a)
+    pg.mouse.down()
+    pg.mouse.move(*b, steps=10)
+    pg.mouse.up()
+
+    # Mask opacity and hide-mask.
+    _set_range(pg, "#mask-opacity", 30)
+    assert pg.eval_on_selector("#mask-canvas", "e => getComputedStyle(e).opacity") == "0.3"
+    pg.keyboard.press("h")
+    assert pg.eval_on_selector("#mask-canvas", "e => getComputedStyle(e).visibility") == "hidden"
+    assert pg.get_attribute("#hide-mask", "aria-pressed") == "true"
+    pg.click("#hide-mask")
+    assert pg.eval_on_selector("#mask-canvas", "e => getComputedStyle(e).visibility") == "visible"
+
+    pg.click("#run")
+    _wait_result(pg, 1)
+    mask = np.asarray(Image.open(io.BytesIO(_download(pg, "#download-mask"))).convert("L")) == 255
+    assert mask.shape == (BIG_H, BIG_W)
+    ys, xs = np.nonzero(mask)
+    assert abs(xs.min() - (pa[0] - 4)) < 2 and abs(xs.max() - (pb[0] + 4)) < 2  # ends: the points +- the radius
+    assert abs(np.median(ys) - pa[1]) < 1.5
+    thickness = mask[:, int((pa[0] + pb[0]) / 2)].sum()
+    assert 7 <= thickness <= 10, thickness  # 8 photo pixels (+ an anti-aliased edge pixel)
+    assert _box(pg, "#result-img") == _box(pg, "#layers")  # the result shows under the same view
+
+    pg.click("#zoom-fit")  # the whole photo again, in the stage the result bar left
+    fitted, stage = _box(pg, "#layers"), _box(pg, "#stage")
+    assert fitted["width"] <= stage["width"] + 0.5 and fitted["height"] <= stage["height"] + 0.5
+    assert min(stage["width"] - fitted["width"], stage["height"] - fitted["height"]) < 1
+    assert [e["size"] for e in fake_log] == [(BIG_W, BIG_H)]
+
+
+def test_double_click_then_another_result_to_compare_and_pick(fake_page, big_photo, fake_log):
+    pg = fake_page
+    posts: list = []
+    pg.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    _open(pg, big_photo, "4000×3000")
+    _jpeg_results(pg)
+    _stroke(pg, (0.4, 0.4), (0.6, 0.5))
+    pg.dblclick("#run")  # preparing a 12 MP mask takes a while: the second click must not start a second job
+    pg.keyboard.press("Enter")  # nor Enter
+    _wait_result(pg, 1)
+    _expect_status(pg, "seed 0")
+    assert len(posts) == 1 and posts[0].endswith("/api/v1/jobs") and len(fake_log) == 1, (posts, fake_log)
+
+    pg.click("#another")
+    _wait_result(pg, 2)
+    seeds = [e["seed"] for e in fake_log]
+    assert seeds[0] == 0 and len(set(seeds)) == 2, seeds  # "another result" sent a new seed
+    captions = pg.locator("#history .thumb span").all_text_contents()
+    assert captions == [f"seed {s}" for s in seeds]
+    assert pg.get_attribute("#history .thumb >> nth=1", "aria-pressed") == "true"  # the newest is shown
+
+    def hole_colour() -> np.ndarray:
+        img = _result_image(pg).astype(int)
+        return img[int(0.45 * BIG_H), int(0.5 * BIG_W)]
+
+    assert np.abs(hole_colour() - seed_colour(seeds[1])).max() <= 6  # JPEG
+    pg.click("#history .thumb >> nth=0")  # pick the first one: shown and downloaded
+    assert pg.get_attribute("#history .thumb >> nth=0", "aria-pressed") == "true"
+    assert np.abs(hole_colour() - seed_colour(seeds[0])).max() <= 6
+    assert "-seed0." in pg.get_attribute("#download-result", "download")
+
+    # "Edit mask" says where the page is, not the last run's "Done".
+    pg.click("#edit")
+    _expect_status(pg, "editing the mask")
+    assert "Done" not in pg.text_content("#status")
+
+
+def test_results_kept_are_bounded(fake_page, photo_path, fake_log):
+    pg = fake_page
+    _open(pg, photo_path)
+    _stroke(pg, (0.3, 0.45), (0.7, 0.55))
+    pg.click("#run")
+    _wait_result(pg, 1)
+    for n in range(2, 8):
+        pg.click("#another")
+        _wait_result(pg, min(n, 5))
+        assert len(fake_log) == n
+    captions = pg.locator("#history .thumb span").all_text_contents()
+    assert captions == [f"seed {e['seed']}" for e in fake_log[-5:]]  # the last five, oldest first
+
+
+def _jobs_running(url: str) -> int:
+    import httpx
+
+    return httpx.get(url + "/api/v1/health").json()["jobs_running"]
+
+
+def _wait_progress(pg, fraction: float, timeout: float = 30) -> None:
+    """Wait until the page's progress bar passes ``fraction``."""
+    deadline = time.monotonic() + timeout
+    while pg.eval_on_selector("#progress", "e => e.value") <= fraction:
+        assert time.monotonic() < deadline, "no progress shown"
+        time.sleep(0.05)
+
+
+def test_cancel_stops_the_server_s_work(fake_page, fake_url, big_photo, photo_path, fake_log):
+    pg = fake_page
+    _open(pg, big_photo, "4000×3000")
+    pg.select_option("#method", "ns")  # the slow fake: 20 s unless cancelled
+    _stroke(pg, (0.4, 0.4), (0.6, 0.5))
+    assert pg.is_disabled("#another")  # ns gives one result only
+    pg.click("#run")
+    _wait_progress(pg, 0.05)
+    assert re.search(r"Filling… \d+ %", pg.text_content("#busy-text"))
+    pg.click("#cancel")
+    assert pg.locator("#busy").is_hidden() and pg.is_enabled("#run")  # the page is free at once
+    _expect_status(pg, "Cancelled")
+    deadline = time.monotonic() + 5
+    while (fake_log[-1]["end"] == "running" or _jobs_running(fake_url)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_log[-1]["end"] == "JobCancelled", fake_log  # the callback raised: the work stopped
+    assert fake_log[-1]["steps"] < 200 and _jobs_running(fake_url) == 0
+
+    _open(pg, photo_path)  # again, on a small photo, cancelled with Esc this time
+    _stroke(pg, (0.3, 0.45), (0.7, 0.55))
+    pg.click("#run")
+    _wait_progress(pg, 0.05)
+    pg.keyboard.press("Escape")
+    _expect_status(pg, "Cancelled")
+    deadline = time.monotonic() + 5
+    while fake_log[-1]["end"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(fake_log) == 2 and fake_log[-1]["end"] == "JobCancelled"
+
+
+LIMIT = 8_000_000  # pixels: less than the large photo's 12 MP
+
+
+@pytest.fixture
+def limited_page(browser):
+    """A page on a server that fills at most LIMIT pixels; ``pg.fake_log`` lists its fills."""
+    log: list = []
+    app = create_app(ServerSettings(max_pixels=LIMIT), inpainter_factory=lambda s, m: FakeFill(log, 1, 0))
+    with background_server(app) as url:
+        for pg in _checked_page(browser, url):
+            pg.fake_log = log
+            yield pg
+
+
+def test_a_photo_beyond_the_server_s_limit_is_offered_downscaled(limited_page, big_photo):
+    pg = limited_page
+    pg.set_input_files("#file", str(big_photo))
+    pg.wait_for_selector("#notice:not([hidden])")
+    text = pg.text_content("#notice-text")
+    assert "4000×3000 (12.0 MP)" in text and "8.0 MP" in text
+    assert pg.locator("#stage").is_hidden()  # not opened for painting at a size the server refuses
+    pg.click("#notice-dismiss")
+    assert pg.locator("#notice").is_hidden() and pg.locator("#stage").is_hidden()
+
+    pg.set_input_files("#file", str(big_photo))
+    pg.wait_for_selector("#notice:not([hidden])")
+    label = pg.text_content("#notice-accept")
+    w, h = map(int, re.search(r"(\d+)×(\d+)", label).groups())
+    assert w * h <= LIMIT and w * h > 0.99 * LIMIT and abs(w / h - 4 / 3) < 1e-3
+    pg.click("#notice-accept")
+    _expect_status(pg, f"{w}×{h}")
+    assert "big-" in pg.text_content("#status")  # a copy with its own name
+    assert pg.eval_on_selector("#mask-canvas", "c => [c.width, c.height]") == [w, h]
+    _jpeg_results(pg)
+    _stroke(pg, (0.4, 0.4), (0.6, 0.5))
+    pg.click("#run")
+    _wait_result(pg, 1)
+    assert pg.locator("#error").is_hidden()
+    assert [e["size"] for e in pg.fake_log] == [(w, h)]  # the server took the downscaled copy
+    assert _result_image(pg).shape == (h, w, 3)
+
+
+def test_an_error_banner_does_not_push_the_photo_over_the_footer(fake_page, big_photo):
+    pg = fake_page
+    pg.allowed_errors.append("status of 503")
+    pg.route("**/api/v1/jobs", lambda route: route.fulfill(
+        status=503, headers={"Retry-After": "5", "Content-Type": "application/json"},
+        body=json.dumps({"error": "busy", "detail": "the server is busy (1 running, 8 waiting) " * 6})))
+    _open(pg, big_photo, "4000×3000")
+    _stroke(pg, (0.4, 0.4), (0.6, 0.5))
+    before = _box(pg, "#layers")
+    pg.click("#run")
+    pg.wait_for_selector("#error:not([hidden])")
+    pg.wait_for_timeout(100)  # one frame for the relayout
+    foot, error = _box(pg, ".foot"), _box(pg, "#error")
+    for sel in ("#stage", "#layers"):
+        b = _box(pg, sel)
+        assert b["y"] >= error["y"] + error["height"] - 0.5, sel
+        assert b["y"] + b["height"] <= foot["y"] + 0.5, (sel, b, foot)
+    assert _box(pg, "#layers")["height"] < before["height"]  # the photo made room for the banner
+    pg.click("#error-close")
+    pg.wait_for_timeout(100)
+    assert _box(pg, "#layers")["height"] == pytest.approx(before["height"], abs=0.5)
