@@ -75,6 +75,11 @@ class ClassifyConfig:
                 raise PConvError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise PConvError("need lr > 0, 0 <= momentum < 1 and weight_decay >= 0")
+        from pconv.classifiers import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise PConvError(f"unknown architecture {self.arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+        _model_kwargs(self, 10, 1)  # --width/--depth only where they apply
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

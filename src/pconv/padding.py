@@ -106,10 +106,12 @@ class _PartialPadding:
             padding = (0,) * len(self._pads)
         raw = conv_fn(x, conv.weight, None, conv.stride, padding, conv.dilation, conv.groups)
         ratio, valid = self._ratio(inp, raw.dtype)
+        # In place: the convolution's backward does not need its output (no second full-size tensor).
+        raw = raw.mul_(ratio)
         if conv.bias is None:
-            return raw * ratio
+            return raw
         bias = conv.bias.to(raw.dtype).view((1, -1) + (1,) * len(self._pads))
-        return torch.addcmul(bias if valid is None else bias * valid, raw, ratio)
+        return raw.add_(bias if valid is None else bias * valid)
 
     def __deepcopy__(self, memo):  # the cache is derived data: a copy starts empty
         cls = type(self)
