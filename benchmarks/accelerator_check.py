@@ -15,8 +15,9 @@ into ``--out``, one section each:
   ddp          `torchrun --nproc_per_node 1 -m pconv train` on the device (nccl): start-up time
                and a few steps on generated photos
 
-Exit status 0 when every section ran and every test passed, 1 otherwise; 2 when the full check
-finds no CUDA GPU (it says so and measures nothing). ``--quick`` runs the same sections on the CPU
+Exit status 0 when every section ran and every test passed (and, in the full form, at least one
+CUDA test ran: all skipped or none collected is "not verified", a failure), 1 otherwise; 2 when
+the full check finds no CUDA GPU (it says so and measures nothing). ``--quick`` runs the same sections on the CPU
 in well under a minute (tiny sizes, few steps, gloo instead of nccl), so that the script cannot
 rot: tests/test_accelerator_check.py runs it.
 
@@ -117,8 +118,12 @@ def environment(device: torch.device) -> Dict[str, Any]:
     return env
 
 
-def run_tests(out_dir: Path, timeout: int) -> Dict[str, Any]:
-    """``pytest -m cuda`` in a subprocess; outcome counts and every test's result from its JUnit XML."""
+def run_tests(out_dir: Path, timeout: int, required: bool = True) -> Dict[str, Any]:
+    """``pytest -m cuda`` in a subprocess; outcome counts and every test's result from its JUnit XML.
+
+    ``verified``: at least one CUDA test ran and none failed. When none ran (all skipped, or none
+    collected) the CUDA results are *not verified*, which fails the check where ``required`` (the
+    full form on a GPU) and is only reported in the CPU form."""
     xml = out_dir / "cuda-tests.xml"
     # Only the files that use the marker: a test module elsewhere that cannot be imported on this
     # machine (an optional dependency missing) must not stop the CUDA tests.
@@ -142,9 +147,10 @@ def run_tests(out_dir: Path, timeout: int) -> Dict[str, Any]:
             cases.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
                           "seconds": float(case.get("time") or 0), "message": message})
     counts = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failed", "error", "skipped")}
-    result.update(counts=counts, cases=cases,
-                  ok=proc.returncode in (0, 5) and counts["failed"] == 0 and counts["error"] == 0)
-    # 5 = nothing collected/run; on a CPU every CUDA test is skipped, which is not a failure
+    no_failure = proc.returncode in (0, 5) and counts["failed"] == 0 and counts["error"] == 0
+    verified = no_failure and counts["passed"] > 0
+    # 5 = nothing collected/run: on a CPU every CUDA test is skipped, which the CPU form only reports
+    result.update(counts=counts, cases=cases, verified=verified, ok=verified or (no_failure and not required))
     return result
 
 
@@ -321,12 +327,20 @@ def _round(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+def _status(report: Dict[str, Any]) -> str:
+    if not report["ok"]:
+        return "PROBLEMS FOUND"
+    if not report["sections"].get("tests", {}).get("verified"):
+        return "OK, CUDA results not verified (no CUDA test ran)"
+    return "OK"
+
+
 def summary(report: Dict[str, Any]) -> str:
     env = report["environment"]
     lines = [f"# pconv accelerator check{' (--quick, CPU form)' if report['quick'] else ''}", "",
              f"{env.get('name')} · torch {env['torch']} · CUDA {env.get('cuda', '-')} · "
              f"bf16 peak {env.get('bf16_peak_tflops') or 'unknown'} TFLOP/s · {report['date']} · "
-             f"{report['seconds']:.0f} s · **{'OK' if report['ok'] else 'PROBLEMS FOUND'}**", ""]
+             f"{report['seconds']:.0f} s · **{_status(report)}**", ""]
     for name, section in report["sections"].items():
         if "error" in section:
             lines += [f"## {name}: FAILED", "", "```", section["error"][-2000:], "```", ""]
@@ -334,6 +348,9 @@ def summary(report: Dict[str, Any]) -> str:
     if "counts" in tests:
         lines += ["## CUDA tests (`pytest -m cuda`)", "",
                   "  ".join(f"{k}: {v}" for k, v in tests["counts"].items()), ""]
+        if not tests.get("verified"):
+            lines += [f"CUDA results **not verified**: no CUDA test ran ({tests['counts']['skipped']} skipped, "
+                      f"{len(tests['cases'])} collected).", ""]
         lines += [f"- {c['outcome']}: {c['test']} {c['message'][:200]}" for c in tests["cases"]
                   if c["outcome"] != "passed"][:40] + [""]
     lay = report["sections"].get("layers", {})
@@ -394,7 +411,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak = report["environment"].get("bf16_peak_tflops")
     with tempfile.TemporaryDirectory() as tmp:
         sections: Dict[str, Callable[[], Dict[str, Any]]] = {
-            "tests": lambda: run_tests(out, timeout=120 if args.quick else 240),
+            "tests": lambda: run_tests(out, timeout=120 if args.quick else 240, required=not args.quick),
             "layers": lambda: layers(device, args.quick),
             "inference": lambda: inference(device, args.quick),
             "training": lambda: training(device, args.quick, peak),

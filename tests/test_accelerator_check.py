@@ -80,6 +80,111 @@ def test_quick_cpu_form_writes_a_complete_report(tmp_path, monkeypatch):
 
     text = (tmp_path / "accelerator-check.md").read_text()
     assert "CUDA tests" in text and "Training step" in text and "gloo" in text and "OK" in text
+    if not torch.cuda.is_available():  # every CUDA test skipped: reported, not passed off as checked
+        assert tests["verified"] is False and "not verified" in text
+
+
+class _Clock:
+    """A stand-in for the script's ``time``: ``perf_counter`` reads a clock the test advances."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_training_figures_follow_the_batch_and_the_time_a_step_takes(monkeypatch):
+    """images/s = images per step / seconds per step, counted here: a stand-in step records its
+    batch and takes 0.5 s on a stand-in clock (3 s the first, warm-up, time)."""
+    import pconv.train
+
+    module = _module()
+    clock = _Clock()
+    monkeypatch.setattr(module, "time", clock)
+    batches = {}  # model -> the batch of every step it took, in order of the configurations
+
+    def step(model, loss_fn, opt, scaler, image, mask, precision, *rest):
+        mine = batches.setdefault(id(model), [])
+        mine.append(image.shape[0])
+        clock.now += 3.0 if len(mine) == 1 else 0.5
+
+    monkeypatch.setattr(pconv.train, "train_step", step)
+    rows = module.training(torch.device("cpu"), True, peak_tflops=100.0)["rows"]
+    assert len(rows) == len(batches) == 2
+    for row, steps in zip(rows, batches.values()):
+        images_per_step = steps[0]
+        assert len(steps) == 1 + row["steps"] and set(steps) == {images_per_step}  # warm-up + timed steps
+        assert row["images_per_s"] == pytest.approx(images_per_step / 0.5)
+        assert row["step_ms"] == pytest.approx(500.0) and row["first_step_ms"] == pytest.approx(3000.0)
+        gflop = row["gflop_per_image"]["total"]
+        assert row["achieved_tflops"] == pytest.approx(gflop * 1e9 * images_per_step / 0.5 / 1e12)
+        assert row["share_of_bf16_peak"] == pytest.approx(row["achieved_tflops"] / 100.0)
+
+
+def test_inference_figures_are_the_time_of_one_call(monkeypatch):
+    import pconv.inference
+
+    module = _module()
+    clock = _Clock()
+    monkeypatch.setattr(module, "time", clock)
+    calls = []
+
+    class Inpainter:
+        precision, config = "fp32", None
+
+        def __init__(self, **kwargs):
+            pass
+
+        def inpaint(self, photo, hole):
+            calls.append(photo.shape)
+            clock.now += 0.04 if sum(s == photo.shape for s in calls) == 1 else 0.01 * photo.shape[0] / 64
+            return type("R", (), {"strategy": "whole", "windows": 1})()
+
+    monkeypatch.setattr(pconv.inference, "Inpainter", Inpainter)
+    rows = module.inference(torch.device("cpu"), True)["rows"]
+    assert [(r["height"], r["width"]) for r in rows] == [(64, 64), (128, 128), (96, 128)]
+    for r in rows:
+        assert r["first_ms"] == pytest.approx(40.0)
+        assert r["median_ms"] == pytest.approx(10.0 * r["height"] / 64)
+    assert len(calls) == 3 * (1 + rows[0]["reps"])
+
+
+def _fake_pytest(monkeypatch, module, outcomes, returncode):
+    """``subprocess.run`` of ``pytest -m cuda`` replaced: a JUnit XML with these outcomes (none: no file)."""
+    def run(cmd, **kwargs):
+        xml = Path(next(a for a in cmd if a.startswith("--junitxml=")).split("=", 1)[1])
+        if outcomes is not None:
+            body = "".join(f'<testcase classname="tests.test_cuda" name="t{i}" time="0.1">'
+                           + ({"passed": "", "skipped": '<skipped message="no CUDA GPU"/>',
+                               "failed": '<failure message="differs"/>'}[o]) + "</testcase>"
+                           for i, o in enumerate(outcomes))
+            xml.write_text(f'<testsuites><testsuite name="pytest">{body}</testsuite></testsuites>')
+        return subprocess.CompletedProcess(cmd, returncode, stdout="", stderr="")
+
+    monkeypatch.setattr(module.subprocess, "run", run)
+
+
+@pytest.mark.parametrize("outcomes, returncode, verified, ok_full, ok_quick", [
+    (["skipped", "skipped"], 0, False, False, True),  # every CUDA test skipped
+    (None, 5, False, False, True),  # none collected
+    (["passed", "skipped"], 0, True, True, True),
+    (["passed", "failed"], 1, False, False, False),
+])
+def test_the_report_says_not_verified_when_no_cuda_test_ran(tmp_path, monkeypatch, outcomes, returncode, verified,
+                                                            ok_full, ok_quick):
+    module = _module()
+    _fake_pytest(monkeypatch, module, outcomes, returncode)
+    full = module.run_tests(tmp_path, timeout=10, required=True)
+    if outcomes and (tmp_path / "cuda-tests.xml").exists():
+        (tmp_path / "cuda-tests.xml").unlink()
+    quick = module.run_tests(tmp_path, timeout=10, required=False)
+    assert full["verified"] is verified and full["ok"] is ok_full and quick["ok"] is ok_quick
+    report = {"quick": False, "date": "today", "seconds": 1.0, "ok": full["ok"], "sections": {"tests": full},
+              "environment": {"name": "GPU", "torch": torch.__version__}}
+    text = module.summary(report)
+    assert ("not verified" in text) is (not verified)
+    assert ("**OK**" in text) is (verified and ok_full)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: the full check would run")
