@@ -78,3 +78,36 @@ def test_openmp_wait_default_set_before_torch_and_user_values_win(env, expected)
     out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
                          check=True).stdout
     assert out == repr(expected)
+
+
+def _subparser(name: str):
+    import argparse
+
+    from pconv.cli import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
+def test_device_defaults_to_auto_everywhere():
+    for command in ("inpaint", "serve", "evaluate", "train"):
+        action = next(a for a in _subparser(command)._actions if "--device" in a.option_strings)
+        default = action.default
+        if command == "train":  # the option is None so that a --config file can set it; the config's default
+            from pconv.config import TrainConfig
+
+            default = TrainConfig().device
+        assert default == "auto", command
+
+
+def test_evaluate_compares_both_network_methods_by_default():
+    methods = next(a for a in _subparser("evaluate")._actions if "--methods" in a.option_strings).default
+    assert methods.split(",")[:2] == ["pconv", "pconv-smooth"]
+
+
+def test_serve_help_speaks_plainly(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "None =" not in out and "the model shipped with pconv" in out
+    assert all(a.help for a in _subparser("serve")._actions if a.option_strings)

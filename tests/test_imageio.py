@@ -272,3 +272,26 @@ def test_every_format_writes(tmp_path: Path) -> None:
     for ext in FORMATS:
         write_image(tmp_path / f"a{ext}", _rgb())
         assert read_image(tmp_path / f"a{ext}").rgb.shape == (6, 9, 3)
+
+
+@pytest.mark.parametrize("fmt, keep", [("JPEG", 200), ("JPEG", 40), ("PNG", 40), ("WEBP", 30), ("TIFF", 12)])
+def test_a_cut_off_file_is_called_truncated_not_another_format(tmp_path: Path, fmt: str, keep: int) -> None:
+    """Bytes that start like a known format but end early are truncated, whatever step fails."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format=fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buf.getvalue()[:keep])
+    with pytest.raises(PConvError, match="truncated or corrupt") as exc:
+        read_image(path)
+    assert "send a PNG" not in str(exc.value) and "not an image" not in str(exc.value)
+
+
+def test_sniff_format_reads_the_signatures() -> None:
+    from pconv.imageio import sniff_format
+
+    for fmt, name in (("JPEG", "JPEG"), ("PNG", "PNG"), ("WEBP", "WebP"), ("GIF", "GIF"), ("BMP", "BMP"),
+                      ("TIFF", "TIFF")):
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buf, format=fmt)
+        assert sniff_format(buf.getvalue()[:16]) == name, fmt
+    assert sniff_format(b"hello, world") is None and sniff_format(b"") is None

@@ -528,3 +528,13 @@ def test_serve_leaves_the_keep_freed_memory_policy_off(fake_uvicorn, monkeypatch
     assert main(["serve", "--weights", str(weights), "--no-preload"]) == 0
     assert calls == []
     assert fake_uvicorn[0][0].state.settings.device == "auto"  # the same default as inpaint and evaluate
+
+
+def test_400_truncated_jpeg_is_called_truncated(client):
+    jpeg = encode(photo(), "JPEG")
+    for cut in (jpeg[:200], jpeg[:len(jpeg) // 2]):
+        r = client.post(URL, files=files(cut, mask_png(hole_mask())))
+        body = assert_error(r, 400, "bad_image", "truncated or corrupt")
+        assert "JPEG" in body["detail"] and "send a PNG" not in body["detail"]
+    r = client.post(URL, files=files(encode(photo()), b"\x89PNG\r\n\x1a\n" + b"\x00" * 30))
+    assert_error(r, 400, "bad_mask", "truncated or corrupt")

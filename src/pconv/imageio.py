@@ -35,7 +35,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pconv.errors import PConvError
 from pconv.weights import atomic_write_bytes
 
-__all__ = ["LoadedImage", "read_image", "write_image", "FORMATS", "format_for_path", "PNG_OPTIONS"]
+__all__ = ["LoadedImage", "read_image", "write_image", "FORMATS", "format_for_path", "PNG_OPTIONS", "sniff_format",
+           "unreadable_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,27 @@ def _png_zero_size(path: Path) -> Optional["tuple[int, int]"]:
     return None
 
 
+#: File signatures of the formats pconv reads: a file that starts like one of them but does not
+#: open is truncated or corrupt, not "some other kind of file".
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff_format(head: bytes) -> Optional[str]:
+    """The image format a file's first bytes announce (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+
+
+def unreadable_reason(head: bytes, exc: BaseException) -> str:
+    """Why bytes that Pillow could not open are unreadable, in words for the person who sent them."""
+    fmt = sniff_format(head)
+    if fmt is not None:
+        return f"it starts as a {fmt} file but is truncated or corrupt ({exc}); send the whole file again"
+    return "it is not an image pconv can read; send a PNG, JPEG, WebP, BMP or TIFF file"
+
+
 def read_image(path: PathLike, max_pixels: Optional[int] = None) -> LoadedImage:
     """Read a photo as upright uint8 RGB (+ alpha); see the module docstring for the policies.
 
@@ -171,9 +193,15 @@ def read_image(path: PathLike, max_pixels: Optional[int] = None) -> LoadedImage:
             zero = _png_zero_size(path)
             if zero:
                 raise PConvError(f"image {path} has zero size ({zero[0]}×{zero[1]})") from None
-            raise PConvError(f"{path} is not an image pconv can read (not a PNG/JPEG/WebP/TIFF/BMP/... file)") from None
-        except OSError as exc:
-            raise PConvError(f"{path} could not be opened: {exc}") from None
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if sniff_format(head) is None:
+                raise PConvError(f"{path} is not an image pconv can read (not a PNG/JPEG/WebP/TIFF/BMP/... file)") from None
+            raise PConvError(f"image {path} cannot be read: {unreadable_reason(head, OSError('no image data'))}") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            with open(path, "rb") as f:
+                head = f.read(16)
+            raise PConvError(f"image {path} cannot be read: {unreadable_reason(head, exc)}") from None
         with im:
             w, h = im.size
             if w == 0 or h == 0:

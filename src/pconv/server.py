@@ -288,8 +288,10 @@ def _open_upload(data: bytes, what: str, max_pixels: int) -> Tuple[Any, str]:
         im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise ApiError(413, "too_many_pixels", f"the {what} has more pixels than the limit of {max_pixels:,}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(400, code, f"the {what} is not an image pconv can read; send a PNG, JPEG or WebP file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        from pconv.imageio import unreadable_reason
+
+        raise ApiError(400, code, f"the {what} cannot be read: {unreadable_reason(data[:16], exc)}") from None
     w, h = im.size
     if im.format not in UPLOAD_FORMATS:
         raise ApiError(400, code, f"the {what} is a {im.format} file; send a PNG, JPEG, WebP, BMP or TIFF file")

@@ -87,14 +87,18 @@ def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
                 meta = dict(f.metadata() or {})
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # safetensors raises its own error types
-            raise PConvError(f"{path} is not a readable safetensors file ({exc})") from None
+            raise PConvError(
+                f"weights file {path} is not a readable safetensors file: {_safetensors_reason(path, exc)}. "
+                f"Give a .safetensors file that pconv wrote ({_EXPORTED}), or leave --weights out for the shipped model"
+            ) from None
         return state, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise PConvError(
-            f"{path} could not be loaded as a PyTorch state_dict with weights_only=True ({exc}); "
-            "pconv never unpickles arbitrary objects: convert it to .safetensors"
+            f"weights file {path} could not be loaded with torch.load(weights_only=True): {_torch_reason(path, exc)}. "
+            "pconv never unpickles arbitrary objects: give a .safetensors file "
+            f"({_EXPORTED}), or convert this one with safetensors.torch.save_file where you trust it"
         ) from None
     meta: Dict[str, str] = {}
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # a pconv training checkpoint
@@ -105,6 +109,40 @@ def load_weights(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise PConvError(f"{path} does not hold a state_dict of tensors")
     return dict(obj), meta
+
+
+_EXPORTED = "pconv train writes RUN/last.safetensors and RUN/best.safetensors"
+
+
+def _first_bytes(path: Path, n: int = 8) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _safetensors_reason(path: Path, exc: Exception) -> str:
+    """Why a .safetensors file did not open, in words (safetensors says e.g. 'header too large')."""
+    head = _first_bytes(path)
+    size = path.stat().st_size
+    if size < 8:
+        return f"it has {size} byte(s), too few for a safetensors header"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "it is a PyTorch (torch.save) file named .safetensors; rename it to .pt to load it as one"
+    why = str(exc).replace("Error while deserializing header: ", "").strip() or type(exc).__name__
+    return f"its header is damaged or it is another kind of file ({why})"
+
+
+def _torch_reason(path: Path, exc: Exception) -> str:
+    """Why torch.load refused a file, in one line (torch's own message is a paragraph)."""
+    head = _first_bytes(path)
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        return "it is not a PyTorch file (neither torch.save's zip archive nor a pickle)"
+    text = str(exc)
+    detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0] if "WeightsUnpickler error:" in text \
+        else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"it holds something besides tensors, or is damaged ({detail.split('. ')[0][:160]})"
 
 
 def _config_from_meta(meta: Mapping[str, str], state: Mapping[str, torch.Tensor]) -> PConvUNetConfig:

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = f.default
         train.add_argument("--" + f.name.replace("_", "-"), type=base if base in (int, float) else str, default=None,
                            choices=_CHOICES.get(f.name), metavar=None if f.name in _CHOICES else f.name.upper(),
-                           help=f"{_HELP.get(f.name, '')} (default: {default})".strip())
+                           help=_HELP.get(f.name, "") if "default" in _HELP.get(f.name, "")
+                           else f"{_HELP.get(f.name, '')} (default: {default})".strip())
     ev = sub.add_parser("evaluate", help="top-1/top-5 of trained weights, optionally on padded or shifted images",
                         description="Evaluate a classifier's last.safetensors on the validation split.")
     ev.add_argument("--weights", required=True, help="last.safetensors of a `pconv classify train` run")
