@@ -356,3 +356,22 @@ def test_folder_mode_usage_errors(tmp_path: Path, weights: Path, capsys: pytest.
     assert _run(weights, *[subs.get(a, a) for a in argv]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert sorted(p.name for p in inp.iterdir()) == ["a.png", "b.png", "c.png", "notes.txt"]
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("w.pt", b"e" * 64, ["w.pt", "not a PyTorch file"]),  # torch alone says "Unsupported operand 101"
+    ("w.safetensors", b"garbage garbage garbage", ["w.safetensors", "header is damaged", "header too large"]),
+    ("w.safetensors", b"\x01", ["w.safetensors", "1 byte(s)"]),
+    ("w.safetensors", b"PK\x03\x04" + b"\x00" * 60, ["w.safetensors", "PyTorch (torch.save) file", "rename it"]),
+])
+def test_bad_weights_file_says_which_and_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       name: str, content: bytes, words: List[str]) -> None:
+    img, mask = _pair(tmp_path)
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert _run(bad, str(img), str(mask), "-o", str(tmp_path / "o.png")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "(101)" not in err and "Unsupported operand" not in err
+    for w in words:
+        assert w in err, err
+    assert "pconv train writes RUN/last.safetensors" in err
