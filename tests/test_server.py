@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from pconv.model import PConvUNet, PConvUNetConfig
-from pconv.schema import ErrorResponse, Info, InpaintOptions, ServerSettings
+from pconv.schema import ErrorResponse, Info, InpaintOptions, JobStatus, ServerSettings
 from pconv.server import background_server, create_app
 from pconv.weights import save_weights
 
@@ -538,3 +539,236 @@ def test_400_truncated_jpeg_is_called_truncated(client):
         assert "JPEG" in body["detail"] and "send a PNG" not in body["detail"]
     r = client.post(URL, files=files(encode(photo()), b"\x89PNG\r\n\x1a\n" + b"\x00" * 30))
     assert_error(r, 400, "bad_mask", "truncated or corrupt")
+
+
+# ------------------------------------------------------------------------------------------- jobs
+
+JOBS = "/api/v1/jobs"
+
+
+class Stepping:
+    """An inpainter factory whose fills pass ``steps`` progress boundaries, each after ``delay`` s (or,
+    with ``delay=None``, once ``advance`` is released), and log how far each got and how it ended."""
+
+    def __init__(self, steps: int = 4, delay: "float | None" = None) -> None:
+        self.steps, self.delay = steps, delay
+        self.advance = threading.Semaphore(0)
+        self.log: list = []
+
+    def __call__(self, settings, method):
+        factory = self
+
+        class Fill:
+            seed = 0
+
+            def __call__(self, image, hole, progress=None, **_):
+                entry = {"seed": self.seed, "steps": 0, "end": "running"}
+                factory.log.append(entry)
+                try:
+                    for i in range(factory.steps):
+                        if progress is not None:
+                            progress(i / factory.steps, "network")
+                        if factory.delay is None:
+                            assert factory.advance.acquire(timeout=20)
+                        else:
+                            time.sleep(factory.delay)
+                        entry["steps"] = i + 1
+                except BaseException as exc:
+                    entry["end"] = type(exc).__name__
+                    raise
+                entry["end"] = "finished"
+                return image
+
+        return Fill()
+
+
+def _job_form(img=None, hole=None):
+    img = photo() if img is None else img
+    return files(encode(img), mask_png(hole_mask() if hole is None else hole))
+
+
+def _until(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def _job(c, job_id: str) -> JobStatus:
+    r = c.get(f"{JOBS}/{job_id}")
+    assert r.status_code == 200, r.text
+    return JobStatus.model_validate(r.json())
+
+
+def _finished(c, job_id: str) -> JobStatus:
+    return _until(lambda: (lambda s: s if s.state in ("done", "failed", "cancelled") else None)(_job(c, job_id)))
+
+
+@pytest.mark.parametrize("method, seed", [("pconv", "5"), ("pconv-smooth", "")])
+def test_job_result_equals_the_synchronous_answer(client, method, seed):
+    data = {"method": method, "seed": seed}
+    r = client.post(JOBS, files=_job_form(), data=data)
+    assert r.status_code == 202, r.text
+    created = JobStatus.model_validate(r.json())
+    assert r.headers["location"] == f"{JOBS}/{created.id}" and created.state in ("queued", "running")
+    assert created.method == method and created.seed == (int(seed) if seed else None)
+    done = _finished(client, created.id)
+    assert done.state == "done" and done.progress == 1.0 and done.stage == "done" and done.error is None
+    assert done.result == f"{JOBS}/{created.id}/result" and done.seconds >= 0
+    assert 0 < done.expires_in <= ServerSettings().job_ttl
+    result = client.get(done.result)
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    assert result.headers["x-pconv-method"] == method
+    direct = client.post(URL, files=_job_form(), data=data)
+    assert result.content == direct.content  # the same image as POST /inpaint, bit for bit
+    assert client.get(done.result).content == result.content  # fetched again until it expires
+
+
+def test_job_progress_rises_through_the_fill():
+    fake = Stepping(steps=4)
+    with TestClient(create_app(ServerSettings(), inpainter_factory=fake)) as c:
+        job_id = c.post(JOBS, files=_job_form()).json()["id"]
+        seen = []
+        for i in range(4):
+            expected = round(0.05 + 0.85 * i / 4, 4)  # the fill's own [0, 1] spans 0.05-0.9 of the job
+            status = _until(lambda: (lambda s: s if s.progress >= expected else None)(_job(c, job_id)))
+            assert status.state == "running" and status.stage == "network"
+            seen.append(status.progress)
+            fake.advance.release()
+        assert seen == [round(0.05 + 0.85 * i / 4, 4) for i in range(4)]
+        assert _finished(c, job_id).state == "done"
+
+
+def test_cancelling_a_running_job_stops_its_work():
+    fake = Stepping(steps=500, delay=0.02)  # 10 s unless stopped
+    with TestClient(create_app(ServerSettings(), inpainter_factory=fake)) as c:
+        job_id = c.post(JOBS, files=_job_form()).json()["id"]
+        _until(lambda: fake.log and fake.log[0]["steps"] > 0)
+        r = c.delete(f"{JOBS}/{job_id}")
+        assert r.status_code == 200 and JobStatus.model_validate(r.json()).state == "cancelled"
+        _until(lambda: fake.log[0]["end"] != "running", timeout=2)
+        assert fake.log[0]["end"] == "JobCancelled" and fake.log[0]["steps"] < 100  # stopped at once
+        _until(lambda: c.get("/api/v1/health").json()["jobs_running"] == 0, timeout=2)
+        assert_error(c.get(f"{JOBS}/{job_id}"), 404, "unknown_job")  # forgotten
+        fake.delay = 0
+        assert _finished(c, c.post(JOBS, files=_job_form()).json()["id"]).state == "done"  # the slot is free
+
+
+def test_cancelling_a_queued_job_frees_its_place_in_the_queue():
+    fake = Stepping(steps=1)
+    app = create_app(ServerSettings(max_jobs=1, queue_size=1), inpainter_factory=fake)
+    with TestClient(app) as c:
+        first = c.post(JOBS, files=_job_form()).json()["id"]
+        _until(lambda: fake.log)
+        second = c.post(JOBS, files=_job_form()).json()["id"]
+        _until(lambda: c.get("/api/v1/health").json()["jobs_waiting"] == 1)
+        assert _job(c, second).state == "queued"
+        assert_error(c.post(JOBS, files=_job_form()), 503, "busy")  # 1 running + 1 waiting: full
+        assert c.delete(f"{JOBS}/{second}").json()["state"] == "cancelled"
+        _until(lambda: c.get("/api/v1/health").json()["jobs_waiting"] == 0, timeout=2)
+        third = c.post(JOBS, files=_job_form())
+        assert third.status_code == 202, third.text
+        fake.advance.release(2)
+        assert _finished(c, first).state == "done" and _finished(c, third.json()["id"]).state == "done"
+        assert len(fake.log) == 2  # the cancelled job never ran
+
+
+def test_unknown_job_is_404(client):
+    for r in (client.get(f"{JOBS}/no-such-job"), client.get(f"{JOBS}/no-such-job/result"),
+              client.delete(f"{JOBS}/no-such-job")):
+        assert_error(r, 404, "unknown_job", "no-such-job", "submit it again")
+
+
+def test_result_of_an_unfinished_job_is_409_and_of_a_failed_one_its_error(client):
+    fake = Stepping(steps=1)
+    with TestClient(create_app(ServerSettings(), inpainter_factory=fake)) as c:
+        job_id = c.post(JOBS, files=_job_form()).json()["id"]
+        _until(lambda: fake.log)
+        r = c.get(f"{JOBS}/{job_id}/result")
+        assert_error(r, 409, "not_ready", "running", f"GET {JOBS}/{job_id}")
+        assert r.headers["retry-after"] == "1"
+        fake.advance.release()
+        assert _finished(c, job_id).state == "done"
+
+    bad = client.post(JOBS, files=files(b"this is not an image", mask_png(hole_mask())))
+    assert bad.status_code == 202  # decoding happens in the job
+    failed = _finished(client, bad.json()["id"])
+    assert failed.state == "failed" and failed.result is None
+    assert (failed.error.status, failed.error.error) == (400, "bad_image")
+    direct = client.post(URL, files=files(b"this is not an image", mask_png(hole_mask())))
+    body = assert_error(client.get(f"{JOBS}/{failed.id}/result"), 400, "bad_image")
+    assert body == direct.json()  # what POST /inpaint answers
+
+
+def test_job_creation_refuses_what_inpaint_refuses(client):
+    assert_error(client.post(JOBS, files=_job_form(), data={"method": "magic"}), 422, "invalid_options", "magic")
+    assert_error(client.post(JOBS, files=_job_form(), data={"path": "/etc/passwd"}), 422, "invalid_options", "path")
+    assert_error(client.post(JOBS, json={"image": "x"}), 415, "not_multipart")
+
+
+def test_a_job_that_times_out_fails_with_504_and_stops_its_work():
+    fake = Stepping(steps=500, delay=0.02)
+    with TestClient(create_app(ServerSettings(job_timeout=0.3), inpainter_factory=fake)) as c:
+        failed = _finished(c, c.post(JOBS, files=_job_form()).json()["id"])
+        assert failed.state == "failed" and (failed.error.status, failed.error.error) == (504, "timeout")
+        _until(lambda: fake.log[0]["end"] != "running", timeout=2)
+        assert fake.log[0]["end"] == "JobCancelled" and fake.log[0]["steps"] < 100
+
+
+def test_finished_jobs_expire_and_at_most_kept_jobs_are_kept():
+    fake = Stepping(steps=0)
+    app = create_app(ServerSettings(job_ttl=60, kept_jobs=2), inpainter_factory=fake)
+    now = [1000.0]
+    app.state.jobs.clock = lambda: now[0]
+    with TestClient(app) as c:
+        ids = []
+        for _ in range(3):
+            ids.append(c.post(JOBS, files=_job_form()).json()["id"])
+            assert _finished(c, ids[-1]).state == "done"
+            now[0] += 1
+        assert_error(c.get(f"{JOBS}/{ids[0]}"), 404, "unknown_job")  # the oldest went first
+        assert _job(c, ids[1]).expires_in == 58 and _job(c, ids[2]).expires_in == 59  # finished 2 and 1 s ago
+        now[0] += 58.5
+        assert_error(c.get(f"{JOBS}/{ids[1]}/result"), 404, "unknown_job", "expired")
+        assert c.get(f"{JOBS}/{ids[2]}/result").status_code == 200
+        now[0] += 1
+        assert_error(c.get(f"{JOBS}/{ids[2]}"), 404, "unknown_job")
+        assert len(app.state.jobs) == 0  # nothing is held
+
+
+def test_job_store_bounds_results_by_count_bytes_and_age():
+    from pconv.jobs import JobStore
+
+    now = [0.0]
+    store = JobStore(keep=3, ttl=10, max_bytes=100, clock=lambda: now[0])
+    active = [store.create("pconv") for _ in range(5)]
+    assert len(store) == 5  # unfinished jobs are never dropped
+    for i, job in enumerate(active[:4]):
+        now[0] = i
+        store.finish(job, b"x" * 30, "image/png", {})
+    assert [store.get(j.id) is not None for j in active] == [False, True, True, True, True]  # 3 finished kept
+    assert store.kept_bytes() == 90
+    now[0] = 5
+    store.finish(active[4], b"y" * 70, "image/png", {})  # 160 bytes: the oldest go until it fits
+    assert [store.get(j.id) is not None for j in active] == [False, False, False, True, True]
+    big = store.create("pconv")
+    now[0] = 6
+    store.finish(big, b"z" * 500, "image/png", {})  # alone over max_bytes: the newest stays
+    assert [j.id for j in (big,) if store.get(j.id)] == [big.id] and len(store) == 1
+    now[0] = 16.5
+    assert store.get(big.id) is None  # expired ttl seconds after it finished
+
+
+def test_jobs_are_in_the_openapi_schema(client):
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"][JOBS]["post"]
+    body = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"image", "mask", "method", "seed", "strategy", "invert_mask", "output_format"} <= set(body["properties"])
+    assert post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/JobStatus")
+    assert {"get", "delete"} <= set(spec["paths"][f"{JOBS}/{{job_id}}"])
+    assert "image/png" in spec["paths"][f"{JOBS}/{{job_id}}/result"]["get"]["responses"]["200"]["content"]
+    states = spec["components"]["schemas"]["JobStatus"]["properties"]["state"]
+    assert set(states["enum"]) == {"queued", "running", "done", "failed", "cancelled"}
