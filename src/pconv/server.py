@@ -14,7 +14,10 @@ models in :mod:`pconv.schema`, this module is the thin HTTP edge, and the page i
 * masks follow :mod:`pconv.masks.rules` (as the CLI and the library): one with no hole is a 422
   ``empty_mask``, a hole over 60 % of the image gets a polarity hint in ``X-Pconv-Warning``;
 * after each job the freed heap goes back to the system (glibc ``malloc_trim``), so a long-lived
-  server does not keep the peak of its largest photo.
+  server does not keep the peak of its largest photo;
+* ``/api/v1/jobs`` runs the same request as a job to poll, fetch and cancel (:mod:`pconv.jobs`
+  keeps them, bounded by ``kept_jobs``, ``kept_result_bytes`` and ``job_ttl``); cancelling or a
+  timeout stops the work, since the job's progress callback raises.
 
 Every error body is :class:`~pconv.schema.ErrorResponse` JSON: ``{"error": code, "detail": why}``.
 """
