@@ -58,7 +58,6 @@ from pconv.masks import (
     write_mask_file,
 )
 
-NVIDIA = Path(__file__).resolve().parents[2] / "shared" / "eval-data" / "nvidia-irregular-masks"
 
 
 def _rect_hole(h=32, w=40):
@@ -254,9 +253,8 @@ def test_build_testset_from_folder_and_augmented(tmp_path):
         build_testset(src / "out", per_bucket=1, size=(48, 48), source=src)
 
 
-@pytest.mark.skipif(not NVIDIA.is_dir(), reason="shared NVIDIA masks not present")
-def test_nvidia_set_readable():
-    entries = read_testset(NVIDIA)
+def test_nvidia_set_readable(eval_data):
+    entries = read_testset(eval_data("nvidia-irregular-masks"))
     assert len(entries) == 1200
     for b in range(6):
         assert sum(e.bucket == b and e.touches_border is False for e in entries) == 100

@@ -7,7 +7,7 @@ a model or inference change that costs quality fails. 18 cases at 256²: 3 photo
 MI-GAN's Places365 validation photos, one NVIDIA irregular mask each.
 
 The evaluation material is research-only and lives outside the repository, in ../shared/eval-data;
-without it these tests skip with the reason.
+without it these tests skip with the reason, and under ``CI=true`` they fail (tests/conftest.py).
 """
 from __future__ import annotations
 
@@ -51,37 +51,34 @@ CASES: Tuple[Tuple[str, str, str], ...] = tuple(
                          ("00017131", ("00720", "03620", "05090", "06520", "09780", "10810")),
                          ("00000332", ("01630", "02510", "04190", "07000", "09220", "10010")))
     for bucket, mask in zip(BUCKETS, (f"{m}.png" for m in masks)))
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "eval-data"
 SIZE = 256
 
 
-def _case(photo: str, mask: str) -> Tuple[np.ndarray, np.ndarray]:
+def _case(photo: str, mask: str, data: Path) -> Tuple[np.ndarray, np.ndarray]:
     """Ground truth (centre square, 256², Lanczos) and hole (nearest), as `pconv evaluate` prepares them."""
     from PIL import Image
 
     from pconv.imageio import read_image
     from pconv.masks.io import read_mask_file, resize_hole
 
-    image = read_image(DATA / photo).rgb
+    image = read_image(data / photo).rgb
     h, w = image.shape[:2]
     s = min(h, w)
     image = image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
     if s != SIZE:
         image = np.asarray(Image.fromarray(image).resize((SIZE, SIZE), Image.LANCZOS))
-    hole = resize_hole(read_mask_file(DATA / "nvidia-irregular-masks" / "masks" / mask), SIZE, SIZE)
+    hole = resize_hole(read_mask_file(data / "nvidia-irregular-masks" / "masks" / mask), SIZE, SIZE)
     return np.ascontiguousarray(image), hole
 
 
 @pytest.fixture(scope="module")
-def scores() -> Dict[str, Dict[str, Dict[str, float]]]:
+def scores(eval_data) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Mean PSNR (``"psnr"``) and median detail ratio (``"detail"``) per method and bucket over CASES."""
-    if not DATA.is_dir():
-        pytest.skip(f"regression guard not run: the evaluation data is not at {DATA} "
-                    "(put the shared folder beside the repository)")
+    data = eval_data()
     from pconv.inference import Inpainter
     from pconv.metrics import detail_ratio, psnr
 
-    cases = [(bucket, *_case(photo, mask)) for bucket, photo, mask in CASES]
+    cases = [(bucket, *_case(photo, mask, data)) for bucket, photo, mask in CASES]
     result: Dict[str, Dict[str, Dict[str, float]]] = {"psnr": {}, "detail": {}}
     for method in (*GUARDED, *CLASSICAL):
         inpainter = Inpainter(method=method, device="cpu")
@@ -128,3 +125,28 @@ def test_detail_ratio_stays_in_range(scores, method: str) -> None:
 def test_the_photographic_fill_is_more_detailed_than_the_smooth_one(scores) -> None:
     detail = scores["detail"]
     assert all(detail[PHOTOGRAPHIC][b] > 2 * detail[NETWORK][b] for b in BUCKETS)
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "failed"), ("", "skipped")])
+def test_missing_evaluation_data_fails_under_ci_and_skips_elsewhere(tmp_path, ci: str, outcome: str) -> None:
+    """The guard and the NVIDIA mask test, pointed at a folder that does not exist."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CI": ci, "PCONV_EVAL_DATA": str(tmp_path / "nowhere"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider",
+                           "tests/test_regression.py::test_psnr_stays_above_the_floor",
+                           "tests/test_masks.py::test_nvidia_set_readable"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    summary = proc.stdout.strip().splitlines()[-1]
+    counts = {word.rstrip("s"): int(n) for n, word in
+              (part.split()[:2] for part in summary.split(" in ")[0].split(", "))}
+    if outcome == "failed":  # a fixture that fails is an error of each test using it
+        assert counts.get("failed", 0) + counts.get("error", 0) == 3 and proc.returncode == 1, proc.stdout[-2000:]
+    else:
+        assert counts == {"skipped": 3} and proc.returncode == 0, proc.stdout[-2000:]
+    assert str(tmp_path / "nowhere") in proc.stdout and "PCONV_EVAL_DATA" in proc.stdout
+    if outcome == "failed":
+        assert "CI must run this test" in proc.stdout

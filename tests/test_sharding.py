@@ -263,3 +263,64 @@ def test_a_rank_that_stops_is_reported_by_rank_zero(folder: Path, weights: Path,
     text = capsys.readouterr().out
     assert text.startswith(f"done: {len(range(0, N_PHOTOS, 2))}, skipped: 0, failed: 0")
     assert "rank 1 stopped: RuntimeError: out of disk" in text
+
+
+# ------------------------------------------------------------------------------------------- barrier
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def one_rank_group_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment torchrun gives a process group of one (so a real gloo group forms at once)."""
+    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1",
+                 "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_barrier_meets_in_a_group_it_makes_and_destroys_it(tmp_path: Path, one_rank_group_env) -> None:
+    import torch.distributed as dist
+    from pconv.sharding import barrier
+
+    assert not dist.is_initialized()
+    barrier(2, tmp_path, 0, "key", timeout_s=60)  # no part files: the group, not the files, is the meeting
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo")  # a group the caller made stays the caller's
+    try:
+        barrier(2, tmp_path, 0, "key", timeout_s=60)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_failing_group_is_an_error_naming_the_rank_and_the_cause(tmp_path: Path, one_rank_group_env,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import torch.distributed as dist
+    from pconv.sharding import barrier
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("Connection closed by peer [127.0.0.1]:29500")
+
+    monkeypatch.setattr(dist, "barrier", lost)
+    start = time.monotonic()
+    with pytest.raises(PConvError, match=r"rank 1: .*process group failed.*Connection closed by peer") as err:
+        barrier(2, tmp_path, 1, "key", timeout_s=3600, poll_s=0.01)
+    assert time.monotonic() - start < 30  # no polling for the hour the timeout allows
+    assert "MASTER_ADDR" in str(err.value)
+    assert not dist.is_initialized()  # the group it made is gone
+
+    def unreachable(*args, **kwargs):
+        raise ValueError("Error initializing torch.distributed using env:// rendezvous: MASTER_PORT bad")
+
+    monkeypatch.setattr(dist, "init_process_group", unreachable)
+    with pytest.raises(PConvError, match=r"rank 0: .*ValueError: Error initializing"):
+        barrier(2, tmp_path, 0, "key", timeout_s=20, poll_s=0.01)  # rank 0 would poll the files 20 s for none
+    assert not dist.is_initialized()

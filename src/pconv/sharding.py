@@ -7,8 +7,8 @@ did to a *part file* in a folder that every rank can see. Rank 0 waits for the o
 (:func:`barrier`) and reads every part (:func:`read_parts`) to merge them.
 
 The ranks meet at a gloo barrier when a process group can be formed (torchrun sets
-``MASTER_ADDR``), else through the part files themselves: rank 0 polls until every rank's file
-carries this run's key. Machines that share only a file system therefore work too. A part left by
+``MASTER_ADDR``; a failing group is an error naming the rank and the cause), else through the part
+files themselves: rank 0 polls until every rank's file carries this run's key. Machines that share only a file system therefore work too. A part left by
 an earlier, different run in the same folder never counts: its key differs (the key hashes what
 the run does, its world size, and the launcher's run id when there is one).
 """
@@ -158,24 +158,21 @@ def barrier(world: int, folder: Path, rank: int, key: str, name: str = "rows",
             timeout_s: float = 24 * 3600.0, poll_s: float = 1.0) -> None:
     """Wait until every rank has written its part: a gloo barrier, else the part files themselves.
 
-    Without a process group only rank 0 waits: it polls ``folder`` until every rank's part carries
-    this run's ``key``; the other ranks return at once.
+    With a process group (one already made, or ``MASTER_ADDR`` set so that one can be) every rank
+    meets at its barrier; a group made here is destroyed afterwards, and a failure of the group
+    (a rank that died, an unreachable master) is a :class:`PConvError` naming this rank and the
+    cause, not a fall-back to polling. Without a process group only rank 0 waits: it polls
+    ``folder`` until every rank's part carries this run's ``key``; the other ranks return at once.
     """
     if world == 1:
         return
     try:
         import torch.distributed as dist
-
-        if dist.is_available() and (dist.is_initialized() or os.environ.get("MASTER_ADDR")):
-            created = not dist.is_initialized()
-            if created:
-                dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
-            dist.barrier()
-            if created:
-                dist.destroy_process_group()
-            return
-    except (ImportError, RuntimeError, ValueError):
-        pass
+    except ImportError:
+        dist = None
+    if dist is not None and dist.is_available() and (dist.is_initialized() or os.environ.get("MASTER_ADDR")):
+        _group_barrier(dist, rank, timeout_s)
+        return
     if rank != 0:
         return
     deadline = time.monotonic() + timeout_s
@@ -183,3 +180,21 @@ def barrier(world: int, folder: Path, rank: int, key: str, name: str = "rows",
         if time.monotonic() > deadline:
             raise PConvError(f"timed out waiting for the other ranks' parts in {folder}")
         time.sleep(poll_s)
+
+
+def _group_barrier(dist: Any, rank: int, timeout_s: float) -> None:
+    """``dist.barrier()``, making (and afterwards destroying) a gloo group when there is none."""
+    created = not dist.is_initialized()
+    try:
+        if created:
+            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        dist.barrier()
+    except (RuntimeError, ValueError) as exc:  # torch's DistBackendError and store errors are RuntimeErrors
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise PConvError(f"rank {rank}: the ranks' process group failed at the barrier ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}); check that every "
+                         f"rank started and reaches the master at {where}, or unset MASTER_ADDR to meet through "
+                         "the part files instead") from exc
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
