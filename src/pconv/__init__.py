@@ -22,10 +22,11 @@ from pconv.layers3d import PartialConv3d, partial_conv3d
 from pconv.padding import partial_padding
 from pconv.fused import fused_cpu_kernels_unavailable, use_fused_cpu_kernels
 from pconv.fill import pull_push_fill
-from pconv.model import CONFIGS, PConvUNet, PConvUNetConfig, build_model
+from pconv.model import CONFIGS, VARIANTS, PConvUNet, PConvUNetConfig, build_model
 from pconv.losses import InpaintingLoss, LossWeights
 from pconv.vgg import VGG16Features, load_vgg16_features
 from pconv.masks import hole_to_valid, noise_mask, read_mask_file, read_testset, stroke_mask, write_mask_file
+from pconv.masks.lama import build_lama_sets, lama_mask, lama_protocol
 from pconv.texture import TextureConfig, transfer_detail
 from pconv.style_distance import StyleDistance
 from pconv.inference import Inpainter
@@ -43,9 +44,11 @@ __all__ = [
     "PConvUNet",
     "PConvUNetConfig",
     "CONFIGS",
+    "VARIANTS",
     "build_model",
     "InpaintingLoss", "LossWeights", "VGG16Features", "load_vgg16_features",
     "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset",
+    "build_lama_sets", "lama_mask", "lama_protocol",
     "Inpainter",
     "TextureConfig", "transfer_detail", "StyleDistance",
     "BASELINES", "fill_baseline",

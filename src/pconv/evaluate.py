@@ -10,7 +10,9 @@ seconds each method spent per image. Reports go into one folder (all writes atom
 * ``rows.csv`` / ``rows.json``: one row per image and method; ``summary.json``: the table's numbers;
 * ``plot_<metric>.png``: each metric against hole ratio;
 * ``contact_sheet.png`` (and its tiles under ``examples/``): input with holes, each method,
-  ground truth, for one case per bucket.
+  ground truth, for one case per bucket;
+* for LaMa's mask sets (``pconv masks lama``), which take the buckets' place, or on request: the
+  tables per 10 % hole-area bin (:mod:`pconv.area_bins`) and ``summary_bins.json``.
 
 Pairing is deterministic for a seed: every bucket gets the same photos (one seeded permutation
 of the photos, cycled), masks are drawn from each bucket by a seeded permutation, and cases are
@@ -71,7 +73,7 @@ METRICS: Dict[str, Tuple[str, str, Optional[bool], float, int]] = {
 }
 #: Metrics summarised by the median (a ratio: a few near-flat ground truths would dominate a mean).
 MEDIAN_METRICS = ("detail",)
-SIZE_POLICIES = ("256", "512", "native")
+SIZE_POLICIES = ("128", "256", "512", "native")  #: "128": quick CPU-scale comparisons
 #: The paper's Table 1 (Places2, PConv): hole-ratio bucket -> metric -> value.
 PAPER_TABLE1: Dict[Tuple[float, float], Dict[str, float]] = {
     (0.1, 0.2): {"psnr": 28.32, "ssim": 0.870},
@@ -205,7 +207,7 @@ def _centre_square(image: np.ndarray) -> np.ndarray:
 def prepare_case(case: Case, size_policy: str) -> Tuple[np.ndarray, np.ndarray, bool]:
     """Ground truth (uint8 RGB), hole (bool) and whether the photo was upscaled, per the size policy.
 
-    ``"256"``/``"512"``: centre square crop, resized (Lanczos) to that side; the mask is resized
+    ``"128"``/``"256"``/``"512"``: centre square crop, resized (Lanczos) to that side; the mask is resized
     nearest-neighbour. ``"native"``: the photo as it is, the mask resized nearest to it.
     """
     from PIL import Image
@@ -541,6 +543,7 @@ def evaluate(
     progress: bool = True,
     device: str = "cpu",
     style: bool = True,
+    area_bins: Optional[bool] = None,
 ) -> EvaluationResult:
     """Run every method on the same photo × mask cases and write the reports into ``out_dir``.
 
@@ -551,6 +554,9 @@ def evaluate(
     ``weights``: the PConv weights for method ``pconv`` (default: the shipped model), run on
     ``device`` ("cpu", "cuda", "auto", ...); the baselines always run on the CPU. ``style``: also
     score the style distance (:mod:`pconv.style_distance`; needs the loss's VGG16 weights).
+    ``masks`` may also be a collection of LaMa's mask sets (``pconv masks lama``): the sets then
+    take the place of the buckets. ``area_bins``: also report per 10 % hole-area bin
+    (:mod:`pconv.area_bins`; None = for LaMa collections only).
     Returns the rows and summary; under torchrun only rank 0 merges and writes the reports.
     """
     from tqdm import tqdm
@@ -571,9 +577,14 @@ def evaluate(
     if not masks.exists():
         raise PConvError(f"mask test set {masks} does not exist")
     photos = list_photos(photos_dir)
-    entries = _read_entries(masks)
+    from pconv.masks.lama import read_lama_sets
+
+    lama = read_lama_sets(masks)
+    entries = lama[1] if lama is not None else _read_entries(masks)
     root = masks if masks.is_dir() else masks.parent
     cases, buckets = make_cases(photos, entries, per_bucket, seed, root=root)
+    if lama is not None:  # the protocol's order (thin, medium, thick), not the alphabet's
+        buckets = [b for b in lama[0]["sets"] if b in buckets]
     if limit is not None:
         cases = cases[:limit]
     out = Path(out_dir)
@@ -643,7 +654,15 @@ def evaluate(
                       f"device: {device}")
     if n_up:
         header.append(f"{n_up} case(s) upscaled a photo smaller than the target size (easier than real detail)")
+    header.append(_run_line(rows, photos, cases, seed, lama[0] if lama is not None else None))
     markdown = render_markdown(summary, methods, buckets, header)
+    bins = None
+    if (lama is not None) if area_bins is None else area_bins:  # by default for LaMa's sets only
+        from pconv.area_bins import BIN_METRICS, render_bins_markdown, summarise_bins
+
+        bins = summarise_bins(rows, methods, buckets, list(METRICS), MEDIAN_METRICS)
+        titles = {k: (METRICS[k][0], METRICS[k][1], METRICS[k][3], METRICS[k][4]) for k in BIN_METRICS}
+        markdown += "\n" + render_bins_markdown(bins, methods, buckets, titles)
     files = {
         "results_md": out / "results.md",
         "rows_csv": out / "rows.csv",
@@ -655,6 +674,9 @@ def evaluate(
     atomic_write_bytes(files["rows_json"], _json_bytes(rows))
     atomic_write_bytes(files["summary_json"], _json_bytes({"methods": methods, "buckets": buckets, "summary": summary,
                                                            "paper_table1": {_label(k): v for k, v in PAPER_TABLE1.items()}}))
+    if bins is not None:
+        files["summary_bins_json"] = out / "summary_bins.json"
+        atomic_write_bytes(files["summary_bins_json"], _json_bytes({"methods": methods, "sets": buckets, "bins": bins}))
     for key in METRICS:
         path = out / f"plot_{key}.png"
         atomic_write_bytes(path, _plot(summary, rows, methods, buckets, key))
@@ -664,6 +686,19 @@ def evaluate(
         files["contact_sheet"] = out / "contact_sheet.png"
         atomic_write_bytes(files["contact_sheet"], sheet)
     return EvaluationResult(rows, summary, methods, buckets, out, markdown, files, rank, world)
+
+
+def _run_line(rows: Sequence[Dict[str, Any]], photos: Sequence[Path], cases: Sequence[Case], seed: int,
+              lama: Optional[Dict[str, Any]]) -> str:
+    """The report's line naming how many images, at which resolution, from which seed (and masks)."""
+    sizes = sorted({(int(r["width"]), int(r["height"])) for r in rows})
+    resolution = f"{sizes[0][0]}x{sizes[0][1]}" if len(sizes) == 1 else \
+        f"{len(sizes)} sizes, {sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}"
+    line = f"images: {len(cases)} ({len(photos)} photos); resolution: {resolution}; seed: {seed}"
+    if lama is not None:
+        line += (f"; masks: LaMa sets {', '.join(lama['sets'])} ({lama['size']}x{lama['size']}, {lama['count']} "
+                 f"per set, mask seed {lama['seed']})")
+    return line
 
 
 def _load_rows(path: Path) -> List[Dict[str, Any]]:

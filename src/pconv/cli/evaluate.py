@@ -11,13 +11,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", required=True, nargs="+", metavar="DIR",
                         help="folder(s) (not searched recursively) or files of ground-truth photos")
     parser.add_argument("--masks", required=True, metavar="PATH",
-                        help="mask test set: NVIDIA's layout (buckets.csv) or `pconv masks testset` output; "
-                        "white = hole")
+                        help="mask test set: NVIDIA's layout (buckets.csv), `pconv masks testset` output, or "
+                        "`pconv masks lama` output (reported per set); white = hole")
     parser.add_argument("--methods", default="pconv,pconv-smooth,telea,ns,biharmonic,patchmatch",
                         help="comma-separated methods: pconv (photographic fill), pconv-smooth (the network's fill "
                         "alone), either with -flip (flip averaging), telea, ns, biharmonic, patchmatch")
-    parser.add_argument("--size", default="256", choices=["256", "512", "native"],
-                        help="centre-crop + resize photos to 256² or 512², or keep their native size")
+    parser.add_argument("--size", default="256", choices=["128", "256", "512", "native"],
+                        help="centre-crop + resize photos to 128², 256² or 512², or keep their native size")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for results.md, rows.csv/json, plots")
     parser.add_argument("--weights", default=None, metavar="FILE",
                         help="PConv weights for the pconv methods (default: the shipped model)")
@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cuda:N or mps")
     parser.add_argument("--no-style", action="store_true",
                         help="skip the style distance (it needs the loss's VGG16 weights; see README, Training)")
+    parser.add_argument("--area-bins", action="store_true", default=None,
+                        help="also report per 10 %% hole-area bin (LaMa's grouping; always on for `pconv masks lama` "
+                        "collections)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.photos, args.masks, methods, args.size, args.out, seed=args.seed, weights=args.weights,
         workers=args.workers, limit=args.limit, per_bucket=args.per_bucket, progress=not args.no_progress,
-        device=args.device, style=not args.no_style,
+        device=args.device, style=not args.no_style, area_bins=args.area_bins,
     )
     if result.rank == 0:
         print(result.markdown)

@@ -1,4 +1,5 @@
-"""`pconv masks`: make hole masks (strokes, noise level sets, video flow consistency), build and inspect test sets."""
+"""`pconv masks`: make hole masks (strokes, noise level sets, video flow consistency), build and inspect test sets
+(the paper's buckets, LaMa's thin / medium / thick sets)."""
 from __future__ import annotations
 
 import argparse
@@ -141,10 +142,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="folder source without --augment: resize masks of another size (nearest neighbour only)")
     _common(p)
 
-    p = sub.add_parser("info", formatter_class=_FMT, help="summarise a mask test set (ours, NVIDIA's, a folder)",
+    p = sub.add_parser("lama", formatter_class=_FMT, help="LaMa's thin / medium / thick evaluation mask sets",
+                       description="Write COUNT masks of each of LaMa's random mask protocols (Suvorov et al. 2022: "
+                                   "thin, medium, thick; strokes or boxes, candidates over 50 %% of the image "
+                                   "dropped), with the published parameters for 256 and 512 px and scaled ones for "
+                                   "other sizes (pconv.masks.lama lists them): OUT_DIR/<set>/NNNNN.png (white = "
+                                   "hole) with index.csv/index.json, and OUT_DIR/lama.json. `pconv evaluate "
+                                   "--masks OUT_DIR` reports per set and per 10 %% hole-area bin. Same --seed, same "
+                                   f"masks. {POLARITY}")
+    p.add_argument("out_dir", type=Path, help="output folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--sets", default="thin,medium,thick", help="comma-separated sets to write")
+    p.add_argument("--count", type=int, default=1000, help="masks per set")
+    p.add_argument("--size", type=int, default=256, help="side of the square masks, px (published: 256, 512)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output folder")
+
+    p = sub.add_parser("info", formatter_class=_FMT,
+                       help="summarise a mask test set (ours, NVIDIA's, LaMa sets, a folder)",
                        description="Read a mask test set: a pconv index (index.json/index.csv), NVIDIA's "
                                    "irregular-mask layout (buckets.csv, or the 12,000-file release), or any folder "
-                                   "of masks (measured on read), and print masks per bucket and border group. "
+                                   "of masks (measured on read), and print masks per bucket and border group; for "
+                                   "`pconv masks lama` output, masks per set and 10 %% hole-area bin. "
                                    f"{POLARITY}")
     p.add_argument("path", type=Path, help="test-set folder or index file")
     p.add_argument("--margin", type=int, default=8, help="plain folders: border band in px for touches_border")
@@ -260,11 +278,37 @@ def _run_testset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_lama(args: argparse.Namespace) -> int:
+    from pconv.masks.lama import build_lama_sets
+
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    if not sets:
+        raise PConvError("--sets is empty; name one or more of thin, medium, thick")
+    with _bar(len(set(sets)) * max(args.count, 0), "lama", "mask") as bar:
+        entries = build_lama_sets(args.out_dir, args.count, args.size, args.seed, sets, args.overwrite, bar.update)
+    print(f"wrote {len(entries)} masks ({', '.join(dict.fromkeys(sets))}; {args.size}x{args.size}, seed "
+          f"{args.seed}) to {args.out_dir}")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from pconv.masks import BUCKET_LABELS, read_testset
+    from pconv.masks.lama import read_lama_sets
 
+    lama = read_lama_sets(args.path)
+    if lama is not None:
+        from pconv.area_bins import AREA_BIN_LABELS, area_bin
+
+        manifest, entries = lama
+        print(f"{args.path}: {len(entries)} LaMa masks ({manifest['size']}x{manifest['size']}, seed "
+              f"{manifest['seed']}), per 10 % hole-area bin")
+        print(f"{'set':>8} " + " ".join(f"{b:>7}" for b in AREA_BIN_LABELS))
+        for name in manifest["sets"]:
+            bins = Counter(area_bin(e.ratio) for e in entries if e.bucket == name)
+            print(f"{name:>8} " + " ".join(f"{bins[b]:>7}" for b in AREA_BIN_LABELS))
+        return 0
     entries = read_testset(args.path, invert=args.invert_mask, margin=args.margin)
     counts = Counter((e.bucket, e.touches_border) for e in entries)
     print(f"{args.path}: {len(entries)} masks")
@@ -277,5 +321,5 @@ def _run_info(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     commands = {"strokes": _run_generated, "noise": _run_generated, "video": _run_video, "testset": _run_testset,
-                "info": _run_info}
+                "lama": _run_lama, "info": _run_info}
     return commands[args.masks_command](args)
