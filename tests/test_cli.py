@@ -111,3 +111,40 @@ def test_serve_help_speaks_plainly(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "None =" not in out and "the model shipped with pconv" in out
     assert all(a.help for a in _subparser("serve")._actions if a.option_strings)
+
+
+@pytest.mark.parametrize("augment, fix", [(True, "raise --max-attempts"), (False, "or --augment to make more")])
+def test_testset_shortfall_warning_fits_the_options_given(tmp_path, capsys, augment, fix):
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    hole = np.zeros((64, 64), np.uint8)
+    hole[20:30, 20:30] = 255  # one small mask: most buckets stay short
+    Image.fromarray(hole).save(src / "m.png")
+    argv = ["masks", "testset", str(tmp_path / "out"), "--source", str(src), "--per-bucket", "2", "--size", "64"] + \
+        (["--augment", "--max-attempts", "20"] if augment else [])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "warning: some groups are short of 2 masks" in out and fix in out
+    assert ("--augment" in out.split("masks (")[1]) == (not augment)  # never "use --augment" when it was given
+
+
+def test_export_messages_agree_on_sizes(tmp_path, capsys):
+    import torch
+
+    from pconv.model import PConvUNet, PConvUNetConfig
+    from pconv.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = save_weights(PConvUNet(PConvUNetConfig(channels=(8, 8), kernels=(5, 3), image_size=32)),
+                           tmp_path / "w.safetensors")
+    run = ["export", "--format", "torchscript", "--weights", str(weights), "--overwrite", "-o", str(tmp_path / "m.pt")]
+    assert main(run + ["--size", "16"]) == 0
+    fixed = capsys.readouterr().out
+    assert "fixed size" in fixed and "(1,3,16,16)" in fixed and "exactly 1 photo of 16x16" in fixed
+    assert "H, W multiples" not in fixed and "(B,3,H,W)" not in fixed  # nothing says other sizes work
+    assert main(run + ["--size", "16", "--dynamic"]) == 0
+    dynamic = capsys.readouterr().out
+    assert "dynamic size" in dynamic and "(B,3,H,W)" in dynamic and "multiples of 4" in dynamic

@@ -29,11 +29,18 @@ def run(args: argparse.Namespace) -> int:
     report = export_model(model, out, format=args.format, size=args.size, dynamic=args.dynamic,
                           opset=args.opset, overwrite=args.overwrite)
     shapes = ", ".join("×".join(map(str, s)) for s in report.checked_shapes)
-    print(f"wrote {report.path} ({report.format}, {'dynamic' if report.dynamic else 'fixed'} size, "
-          f"exported at {report.size}×{report.size})")
+    m, s = model.config.multiple, report.size
+    if report.dynamic:
+        sizes = (f"any batch B and any H, W that are multiples of {m} (traced at {s}x{s}); pad other sizes "
+                 "with the padding marked as hole")
+        dims = "B,3,H,W", "B,1,H,W"
+    else:
+        sizes = f"exactly 1 photo of {s}x{s} (for other sizes export with --size or --dynamic: multiples of {m})"
+        dims = f"1,3,{s},{s}", f"1,1,{s},{s}"
+    print(f"wrote {report.path} ({report.format}, {'dynamic' if report.dynamic else 'fixed'} size)")
     print(f"max abs diff vs PyTorch: {report.max_abs_diff:.3g} (outputs in [0, 1]; checked on {shapes})")
-    print("inputs: image (B,3,H,W) float in [0,1], mask (B,1,H,W) float 1 = valid 0 = hole; "
-          f"H, W multiples of {model.config.multiple}; output (B,3,H,W): composite it with the input")
+    print(f"inputs: image ({dims[0]}) float in [0,1], mask ({dims[1]}) float 1 = valid 0 = hole: {sizes}; "
+          "output: the same shape as image, to composite with the input (known pixels from the input)")
     if report.max_abs_diff > TOLERANCE:
         print(f"pconv export: warning: the difference exceeds {TOLERANCE}; do not trust this file")
         return 1

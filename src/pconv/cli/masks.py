@@ -273,8 +273,12 @@ def _run_testset(args: argparse.Namespace) -> int:
     print(f"wrote {len(entries)} masks to {args.out_dir} (index.csv, index.json)")
     if shortfall:
         missing = ", ".join(f"{k}: {v}" for k, v in shortfall.items())
-        print(f"warning: some groups are short of {args.per_bucket} masks ({missing}); "
-              "use more source masks or --augment")
+        if args.augment:  # (generated strokes always fill every group)
+            fix = ("raise --max-attempts, or use more (or other) source masks: augmentation reaches hole ratios "
+                   "near those of its sources")
+        else:
+            fix = "use more source masks, or --augment to make more from them"
+        print(f"warning: some groups are short of {args.per_bucket} masks ({missing}); {fix}")
     return 0
 
 
