@@ -631,3 +631,49 @@ def test_an_error_banner_does_not_push_the_photo_over_the_footer(fake_page, big_
     pg.click("#error-close")
     pg.wait_for_timeout(100)
     assert _box(pg, "#layers")["height"] == pytest.approx(before["height"], abs=0.5)
+
+
+def test_pinch_zooms_and_a_second_finger_paints_nothing(browser, fake_url, photo_path):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                  is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    pg.goto(fake_url + "/")
+    _expect_status(pg, "Ready")
+    _open(pg, photo_path)
+    before = _box(pg, "#layers")
+    cx, cy = before["x"] + before["width"] / 2, before["y"] + before["height"] / 2
+    cdp = context.new_cdp_session(pg)
+
+    def touch(kind: str, spread: float) -> None:
+        points = [] if kind == "touchEnd" else [{"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 20)
+    for spread in range(25, 81, 5):
+        touch("touchMove", spread)
+    touch("touchEnd", 0)
+    after = _box(pg, "#layers")
+    assert after["width"] / before["width"] == pytest.approx(4, rel=0.05)  # fingers 40 -> 160 px apart
+    # The photo point between the fingers stayed between them.
+    assert (cx - after["x"]) / after["width"] == pytest.approx((cx - before["x"]) / before["width"], abs=0.01)
+    assert pg.is_disabled("#undo") and pg.is_disabled("#run")  # the pinch left no stroke behind
+    context.close()
+
+
+def test_a_mask_warning_from_the_server_is_shown(fake_page, photo_path):
+    pg = fake_page
+
+    def warn(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "x-pconv-warning": "the mask marks 92% of the image"})
+
+    pg.route("**/result", warn)
+    _open(pg, photo_path)
+    _stroke(pg, (0.3, 0.45), (0.7, 0.55))
+    pg.click("#run")
+    _wait_result(pg, 1)
+    pg.wait_for_selector("#notice:not([hidden])")
+    assert "check the mask: the mask marks 92% of the image" in pg.text_content("#notice-text")
+    assert pg.locator("#notice-accept").is_hidden()  # a message, not a question
+    pg.click("#notice-dismiss")
+    assert pg.locator("#notice").is_hidden()
