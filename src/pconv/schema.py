@@ -146,7 +146,7 @@ class JobStatus(BaseModel):
     id: str
     state: JobState = Field(description="queued -> running -> done | failed | cancelled.")
     progress: float = Field(ge=0, le=1, description="Fraction done, updated at the fill's stage boundaries.")
-    stage: str = Field(description="What runs now: queued, decode, network, texture, encode, done, ...")
+    stage: str = Field(description="What runs now: queued, decode, mask, network, texture, encode, done, ...")
     method: Method
     seed: Optional[int] = Field(None, description="The seed the job was sent (None: the server's default).")
     seconds: Optional[float] = Field(None, description="Time since it started running (total once finished).")

@@ -428,6 +428,7 @@ def _inpaint_job(models: Models, settings: ServerSettings, image_bytes: bytes, m
         raise ApiError(400, "mask_size_mismatch", f"the mask is {mask.size[0]}x{mask.size[1]} but the image is "
                        f"{image.size[0]}x{image.size[1]} (upright); send the mask at the image's size, "
                        "white = hole")
+    step(0.02, "mask")
     hole, extra = _checked_hole(mask, options.invert_mask)
     del mask
     method = options.method or settings.default_method

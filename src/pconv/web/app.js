@@ -18,7 +18,7 @@
   };
   const SEEDED = new Set(["pconv"]); // methods whose fill depends on the seed: "another result" makes sense
   const STAGE_LABELS = {
-    queued: "Waiting for the server", decode: "Reading the photo", network: "Filling",
+    queued: "Waiting for the server", decode: "Reading the photo", mask: "Reading the mask", network: "Filling",
     texture: "Adding detail", encode: "Encoding the result", done: "Finishing",
   };
   const RESULTS_KEPT = 5;      // results kept as thumbnails to compare and pick
