@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="folder of the Fashion-MNIST idx files (default: Debian's)")
     p.add_argument("--out", default="runs/padding-claim")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds first-seed .. first-seed+seeds-1 (processes sharing one --out split the grid)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr-step", type=int, default=1, help="epochs between divisions of the learning rate by 10")
     p.add_argument("--subset", type=int, default=16000, help="training images (the first N of the 60,000)")
@@ -52,19 +54,22 @@ def run_grid(args: argparse.Namespace) -> List[Dict]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
-    done = {}
-    if results_path.is_file():
-        for line in results_path.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["arch"], r["padding"], r["seed"])] = r
+    def finished() -> Dict:
+        rows = {}
+        if results_path.is_file():
+            for line in results_path.read_text().splitlines():
+                r = json.loads(line)
+                rows[(r["arch"], r["padding"], r["seed"])] = r
+        return rows
+
     train = load_split("fashion-mnist", "train", args.data_dir).subset(args.subset)
     test = load_split("fashion-mnist", "val", args.data_dir)
     if args.test_subset:
         test = test.subset(args.test_subset)
-    for seed in range(args.seeds):  # seed-major: a cut-short grid still has every configuration's first seeds
-        for arch in args.archs.split(","):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a cut-short grid has
+        for arch in args.archs.split(","):                                # every configuration's first seeds
             for padding in args.paddings.split(","):
-                if (arch, padding, seed) in done:
+                if (arch, padding, seed) in finished():
                     continue
                 run_dir = out / "runs" / f"{arch}-{padding}-s{seed}"
                 config = ClassifyConfig(data="fashion-mnist", data_dir=args.data_dir, out=str(run_dir), arch=arch,
@@ -85,9 +90,8 @@ def run_grid(args: argparse.Namespace) -> List[Dict]:
                 row["seconds"] = round(time.perf_counter() - started, 1)
                 with open(results_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                done[(arch, padding, seed)] = row
                 print(json.dumps(row), flush=True)
-    return list(done.values())
+    return list(finished().values())
 
 
 def table(rows: List[Dict], args: argparse.Namespace) -> str:
