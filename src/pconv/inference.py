@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -49,6 +48,7 @@ from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
 from pconv.masks.io import fit_hole
+from pconv.planning import REACH, Window as _Window, grow_box as _grow_box, hole_regions, plan_windows
 from pconv.texture import TextureConfig, transfer_detail
 
 __all__ = ["Inpainter", "InpaintResult", "ProgressCallback", "to_hole_array", "STRATEGIES", "NETWORK_METHODS", "split_image"]
@@ -176,18 +176,6 @@ class _Progress:
         self.callback(self.last, stage)
 
 
-# ---------------------------------------------------------------------------------------- planning
-@dataclass
-class _Window:
-    """One network run: crop box (y0, y1, x0, x1), the size the network sees, the pixels to paste."""
-
-    image_index: int
-    box: Tuple[int, int, int, int]
-    net_size: Tuple[int, int]  # (h, w) the window is resized to before the network
-    paste: np.ndarray  # bool, box-shaped: hole pixels this window is responsible for
-    out: Optional[np.ndarray] = None
-
-
 @dataclass
 class InpaintResult:
     """What :meth:`Inpainter.inpaint` did: the filled RGB, and how."""
@@ -203,125 +191,6 @@ class InpaintResult:
     @property
     def hole_fraction(self) -> float:
         return float(self.hole.mean()) if self.hole.size else 0.0
-
-
-def _label_cells(cells: np.ndarray) -> Tuple[np.ndarray, int]:
-    """8-connected component labels of a small bool grid (0 = background)."""
-    labels = np.zeros(cells.shape, np.int32)
-    n = 0
-    gh, gw = cells.shape
-    for y0, x0 in zip(*np.nonzero(cells)):
-        if labels[y0, x0]:
-            continue
-        n += 1
-        labels[y0, x0] = n
-        queue = deque([(int(y0), int(x0))])
-        while queue:
-            y, x = queue.popleft()
-            for yy in (y - 1, y, y + 1):
-                if yy < 0 or yy >= gh:
-                    continue
-                for xx in (x - 1, x, x + 1):
-                    if 0 <= xx < gw and cells[yy, xx] and not labels[yy, xx]:
-                        labels[yy, xx] = n
-                        queue.append((yy, xx))
-    return labels, n
-
-
-def _dilate(cells: np.ndarray, r: int) -> np.ndarray:
-    """Binary dilation of a bool grid by a (2r+1)² square (separable shifts)."""
-    out = cells.copy()
-    for axis in (0, 1):
-        src = out.copy()
-        for s in range(1, r + 1):
-            if axis == 0:
-                out[s:] |= src[:-s]
-                out[:-s] |= src[s:]
-            else:
-                out[:, s:] |= src[:, :-s]
-                out[:, :-s] |= src[:, s:]
-    return out
-
-
-def hole_regions(hole: np.ndarray, merge_distance: int) -> List[Tuple[Tuple[int, int, int, int], np.ndarray]]:
-    """Group the hole pixels into regions (holes closer than about ``merge_distance`` px join).
-
-    Returns ``[(bbox (y0, y1, x0, x1), own)]`` where ``own`` is the bbox-shaped bool array of the
-    region's hole pixels; every hole pixel belongs to exactly one region. Works on a coarse grid
-    of cells (at most ~256 on a side), so it stays fast on 12-Mpx masks.
-    """
-    h, w = hole.shape
-    cell = max(4, math.ceil(max(h, w) / 256))
-    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
-    padded = np.zeros((gh * cell, gw * cell), bool)
-    padded[:h, :w] = hole
-    cells = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
-    grown = _dilate(cells, max(0, math.ceil(merge_distance / (2 * cell))))
-    labels, n = _label_cells(grown)
-    labels = labels * cells  # only cells that hold hole pixels own pixels
-    regions = []
-    objects = _find_objects(labels, n)
-    for k, (cy0, cy1, cx0, cx1) in enumerate(objects, start=1):
-        if cy1 <= cy0:
-            continue
-        own_cells = labels[cy0:cy1, cx0:cx1] == k
-        own = np.repeat(np.repeat(own_cells, cell, axis=0), cell, axis=1)
-        y0, x0 = cy0 * cell, cx0 * cell
-        y1, x1 = min(cy1 * cell, h), min(cx1 * cell, w)
-        own = own[: y1 - y0, : x1 - x0] & hole[y0:y1, x0:x1]
-        ys, xs = np.nonzero(own)
-        if ys.size == 0:
-            continue
-        by0, by1, bx0, bx1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-        regions.append(((y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), own[by0:by1, bx0:bx1]))
-    return regions
-
-
-def _find_objects(labels: np.ndarray, n: int) -> List[Tuple[int, int, int, int]]:
-    """Bounding boxes (y0, y1, x0, x1) of labels 1..n (empty box (0, 0, 0, 0) for a missing label)."""
-    boxes = [[labels.shape[0], 0, labels.shape[1], 0] for _ in range(n)]
-    ys, xs = np.nonzero(labels)
-    ks = labels[ys, xs] - 1
-    if ks.size:
-        for arr, lo, hi in ((ys, 0, 1), (xs, 2, 3)):
-            mins = np.full(n, np.iinfo(np.int64).max)
-            maxs = np.full(n, -1)
-            np.minimum.at(mins, ks, arr)
-            np.maximum.at(maxs, ks, arr)
-            for k in range(n):
-                boxes[k][lo], boxes[k][hi] = int(mins[k]), int(maxs[k]) + 1
-    return [tuple(b) if b[1] > b[0] else (0, 0, 0, 0) for b in boxes]  # type: ignore[misc]
-
-
-def _grow_box(box: Tuple[int, int, int, int], margin: int, min_size: int, h: int, w: int) -> Tuple[int, int, int, int]:
-    """Box plus ``margin`` on each side, grown to at least ``min_size`` per side, kept inside the image."""
-    y0, y1, x0, x1 = box
-
-    def grow(a: int, b: int, limit: int) -> Tuple[int, int]:
-        a, b = a - margin, b + margin
-        if b - a < min_size:
-            extra = min_size - (b - a)
-            a -= extra // 2
-            b += extra - extra // 2
-        if b - a >= limit:
-            return 0, limit
-        if a < 0:
-            a, b = 0, b - a
-        if b > limit:
-            a, b = a - (b - limit), limit
-        return a, b
-
-    y0, y1 = grow(y0, y1, h)
-    x0, x1 = grow(x0, x1, w)
-    return y0, y1, x0, x1
-
-
-def _fit_long_side(h: int, w: int, size: int) -> Tuple[int, int]:
-    """(h, w) scaled so that the long side is ``size`` (never upscaled)."""
-    if max(h, w) <= size:
-        return h, w
-    s = size / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
 
 
 # --------------------------------------------------------------------------------------- inpainter
@@ -403,6 +272,8 @@ class Inpainter:
             self.image_size = None
             self.multiple = 1
         self.crop_margin = int(crop_margin) if crop_margin is not None else max(16, (self.image_size or 256) // 4)
+        #: the widest hole (inscribed radius, network px) the network fills at one scale (pconv.planning)
+        self.reach: Optional[float] = REACH * (self.image_size or 256) / 256 if self.model is not None else None
         self.last_result: Optional[InpaintResult] = None
 
     def __repr__(self) -> str:
@@ -563,23 +434,7 @@ class Inpainter:
         return out
 
     def _plan(self, index: int, rgb: np.ndarray, hole: np.ndarray, strategy: str) -> List[_Window]:
-        h, w = hole.shape
-        size = self.image_size
-        if strategy == "original" or (strategy == "resize" and (size is None or max(h, w) <= size)):
-            return [_Window(index, (0, h, 0, w), (h, w), hole)]
-        if strategy == "resize" and size is not None:
-            return [_Window(index, (0, h, 0, w), _fit_long_side(h, w, size), hole)]
-        # crop
-        out = []
-        min_size = size if size is not None else 0
-        for bbox, own in hole_regions(hole, merge_distance=2 * self.crop_margin):
-            box = _grow_box(bbox, self.crop_margin, min_size, h, w)
-            y0, y1, x0, x1 = box
-            paste = np.zeros((y1 - y0, x1 - x0), bool)
-            paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
-            net = _fit_long_side(y1 - y0, x1 - x0, size) if size is not None else (y1 - y0, x1 - x0)
-            out.append(_Window(index, box, net, paste))
-        return out
+        return plan_windows(index, hole, strategy, self.image_size, self.crop_margin, self.reach)
 
     def _execute(self, windows: List[_Window], inputs: List[np.ndarray], holes: List[Optional[np.ndarray]],
                  report: Optional["_Progress"] = None) -> None:

@@ -1,0 +1,235 @@
+"""Where the network runs on a photo: the windows of each strategy, at a scale it can bridge.
+
+A PConv U-Net fills a hole from its edge inwards: each encoder layer shrinks the hole by about
+half its kernel at that layer's resolution, and training showed it holes of at most 60 % of a
+256² crop. A hole far wider than that reach is filled with the network's bias: a flat block with
+a bright rim. So every strategy runs the network where the hole's inscribed radius (the largest
+distance from a hole pixel to the known region) is at most ``reach`` network pixels, downscaling
+the window just enough when it is wider, and gives each hole enough of the scene around it:
+
+* ``original``: the whole photo at full resolution when every hole is within reach; a photo
+  with wider holes runs once more for them, downscaled until they are within reach.
+* ``crop``: per group of nearby holes a window of the group's bounding box plus a margin of
+  ``context`` × its size (at least ``crop_margin``, at least S×S), so the hole stays a modest
+  share of what the network sees; downscaled to ``2·S`` on its long side when larger, and further
+  when the hole is still out of reach.
+* ``resize``: the whole photo at S on its long side (further down when the hole is out of reach).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["Window", "plan_windows", "hole_regions", "hole_radius", "grow_box", "fit_long_side", "REACH", "CONTEXT"]
+
+#: the widest hole (inscribed radius, network px) the network is asked to fill
+REACH = 48
+#: context margin around a crop window's holes, as a share of their bounding box's long side
+CONTEXT = 0.5
+
+
+def hole_radius(hole: np.ndarray) -> float:
+    """The hole's inscribed radius: the largest distance (px) from a hole pixel to the known region."""
+    if not hole.any():
+        return 0.0
+    padded = np.pad(hole.astype(np.uint8), 1, constant_values=0)
+    return float(cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
+
+
+@dataclass
+class Window:
+    """One network run: crop box (y0, y1, x0, x1), the size the network sees, the pixels to paste."""
+
+    image_index: int
+    box: Tuple[int, int, int, int]
+    net_size: Tuple[int, int]  # (h, w) the window is resized to before the network
+    paste: np.ndarray  # bool, box-shaped: hole pixels this window is responsible for
+    out: Optional[np.ndarray] = None
+
+
+def _label_cells(cells: np.ndarray) -> Tuple[np.ndarray, int]:
+    """8-connected component labels of a small bool grid (0 = background)."""
+    labels = np.zeros(cells.shape, np.int32)
+    n = 0
+    gh, gw = cells.shape
+    for y0, x0 in zip(*np.nonzero(cells)):
+        if labels[y0, x0]:
+            continue
+        n += 1
+        labels[y0, x0] = n
+        queue = deque([(int(y0), int(x0))])
+        while queue:
+            y, x = queue.popleft()
+            for yy in (y - 1, y, y + 1):
+                if yy < 0 or yy >= gh:
+                    continue
+                for xx in (x - 1, x, x + 1):
+                    if 0 <= xx < gw and cells[yy, xx] and not labels[yy, xx]:
+                        labels[yy, xx] = n
+                        queue.append((yy, xx))
+    return labels, n
+
+
+def _dilate(cells: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation of a bool grid by a (2r+1)² square (separable shifts)."""
+    out = cells.copy()
+    for axis in (0, 1):
+        src = out.copy()
+        for s in range(1, r + 1):
+            if axis == 0:
+                out[s:] |= src[:-s]
+                out[:-s] |= src[s:]
+            else:
+                out[:, s:] |= src[:, :-s]
+                out[:, :-s] |= src[:, s:]
+    return out
+
+
+def hole_regions(hole: np.ndarray, merge_distance: int) -> List[Tuple[Tuple[int, int, int, int], np.ndarray]]:
+    """Group the hole pixels into regions (holes closer than about ``merge_distance`` px join).
+
+    Returns ``[(bbox (y0, y1, x0, x1), own)]`` where ``own`` is the bbox-shaped bool array of the
+    region's hole pixels; every hole pixel belongs to exactly one region. Works on a coarse grid
+    of cells (at most ~256 on a side), so it stays fast on 12-Mpx masks.
+    """
+    h, w = hole.shape
+    cell = max(4, math.ceil(max(h, w) / 256))
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.zeros((gh * cell, gw * cell), bool)
+    padded[:h, :w] = hole
+    cells = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    grown = _dilate(cells, max(0, math.ceil(merge_distance / (2 * cell))))
+    labels, n = _label_cells(grown)
+    labels = labels * cells  # only cells that hold hole pixels own pixels
+    regions = []
+    objects = _find_objects(labels, n)
+    for k, (cy0, cy1, cx0, cx1) in enumerate(objects, start=1):
+        if cy1 <= cy0:
+            continue
+        own_cells = labels[cy0:cy1, cx0:cx1] == k
+        own = np.repeat(np.repeat(own_cells, cell, axis=0), cell, axis=1)
+        y0, x0 = cy0 * cell, cx0 * cell
+        y1, x1 = min(cy1 * cell, h), min(cx1 * cell, w)
+        own = own[: y1 - y0, : x1 - x0] & hole[y0:y1, x0:x1]
+        ys, xs = np.nonzero(own)
+        if ys.size == 0:
+            continue
+        by0, by1, bx0, bx1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        regions.append(((y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), own[by0:by1, bx0:bx1]))
+    return regions
+
+
+def _find_objects(labels: np.ndarray, n: int) -> List[Tuple[int, int, int, int]]:
+    """Bounding boxes (y0, y1, x0, x1) of labels 1..n (empty box (0, 0, 0, 0) for a missing label)."""
+    boxes = [[labels.shape[0], 0, labels.shape[1], 0] for _ in range(n)]
+    ys, xs = np.nonzero(labels)
+    ks = labels[ys, xs] - 1
+    if ks.size:
+        for arr, lo, hi in ((ys, 0, 1), (xs, 2, 3)):
+            mins = np.full(n, np.iinfo(np.int64).max)
+            maxs = np.full(n, -1)
+            np.minimum.at(mins, ks, arr)
+            np.maximum.at(maxs, ks, arr)
+            for k in range(n):
+                boxes[k][lo], boxes[k][hi] = int(mins[k]), int(maxs[k]) + 1
+    return [tuple(b) if b[1] > b[0] else (0, 0, 0, 0) for b in boxes]  # type: ignore[misc]
+
+
+def grow_box(box: Tuple[int, int, int, int], margin: int, min_size: int, h: int, w: int) -> Tuple[int, int, int, int]:
+    """Box plus ``margin`` on each side, grown to at least ``min_size`` per side, kept inside the image."""
+    y0, y1, x0, x1 = box
+
+    def grow(a: int, b: int, limit: int) -> Tuple[int, int]:
+        a, b = a - margin, b + margin
+        if b - a < min_size:
+            extra = min_size - (b - a)
+            a -= extra // 2
+            b += extra - extra // 2
+        if b - a >= limit:
+            return 0, limit
+        if a < 0:
+            a, b = 0, b - a
+        if b > limit:
+            a, b = a - (b - limit), limit
+        return a, b
+
+    y0, y1 = grow(y0, y1, h)
+    x0, x1 = grow(x0, x1, w)
+    return y0, y1, x0, x1
+
+
+def fit_long_side(h: int, w: int, size: int) -> Tuple[int, int]:
+    """(h, w) scaled so that the long side is ``size`` (never upscaled)."""
+    if max(h, w) <= size:
+        return h, w
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+
+
+def _scaled(h: int, w: int, scale: float) -> Tuple[int, int]:
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int], crop_margin: int,
+                 reach: Optional[float] = REACH, context: float = CONTEXT) -> List[Window]:
+    """The network runs for one photo's ``hole`` under ``strategy`` ("original", "crop", "resize").
+
+    ``size``: the network's training size S (None for a classical method: windows at full
+    resolution, no reach); ``reach``: the widest hole radius in network px (None = no limit).
+    Every hole pixel is pasted from exactly one window.
+    """
+    h, w = hole.shape
+    limit = reach if (reach is not None and size is not None) else None
+
+    def within_reach(net: Tuple[int, int], box_h: int, radius: float) -> Tuple[int, int]:
+        """``net`` shrunk further when the hole's radius there exceeds the reach."""
+        if limit is None or radius <= 0:
+            return net
+        s = net[0] / box_h
+        if radius * s <= limit:
+            return net
+        return _scaled(net[0], net[1], limit / (radius * s))
+
+    if strategy == "original" or (strategy == "resize" and (size is None or max(h, w) <= size)):
+        if limit is None:
+            return [Window(index, (0, h, 0, w), (h, w), hole)]
+        regions = hole_regions(hole, merge_distance=2 * crop_margin)
+        near = np.zeros_like(hole)
+        out = []
+        for bbox, own in regions:
+            radius = hole_radius(own)
+            paste = np.zeros_like(hole)
+            paste[bbox[0]:bbox[1], bbox[2]:bbox[3]] = own
+            if radius <= limit:
+                near |= paste
+            else:
+                out.append(Window(index, (0, h, 0, w), within_reach((h, w), h, radius), paste))
+        if near.any():
+            out.insert(0, Window(index, (0, h, 0, w), (h, w), near))
+        return out
+    if strategy == "resize" and size is not None:
+        net = within_reach(fit_long_side(h, w, size), h, hole_radius(hole))
+        return [Window(index, (0, h, 0, w), net, hole)]
+    out = []
+    min_size = size if size is not None else 0
+    for bbox, own in hole_regions(hole, merge_distance=2 * crop_margin):
+        margin = crop_margin
+        if size is not None:
+            margin = max(crop_margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
+        box = grow_box(bbox, margin, min_size, h, w)
+        y0, y1, x0, x1 = box
+        paste = np.zeros((y1 - y0, x1 - x0), bool)
+        paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
+        if size is None:
+            out.append(Window(index, box, (y1 - y0, x1 - x0), paste))
+            continue
+        net = within_reach(fit_long_side(y1 - y0, x1 - x0, 2 * size), y1 - y0, hole_radius(own))
+        out.append(Window(index, box, net, paste))
+    return out
