@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -486,6 +486,7 @@ def _add_job_routes(app: FastAPI, settings: ServerSettings, models: Models, meth
     open for a long fill, such as the web page."""
     store = JobStore(settings.kept_jobs, settings.job_ttl, settings.kept_result_bytes)
     app.state.jobs = store
+    running: Set["asyncio.Task[None]"] = set()
 
     def known(job_id: str) -> Job:
         job = store.get(job_id)
@@ -524,6 +525,8 @@ def _add_job_routes(app: FastAPI, settings: ServerSettings, models: Models, meth
             return _inpaint_job(models, settings, image, mask, options, progress=job.report)
 
         job.task = asyncio.ensure_future(_run_job(gate, store, job, work, settings.job_timeout, settings.retry_after))
+        running.add(job.task)  # the loop keeps only weak references to tasks
+        job.task.add_done_callback(running.discard)
         return JSONResponse(status(job).model_dump(), status_code=202, headers={"Location": _job_url(job.id)})
 
     @app.get(f"{API}/jobs/{{job_id}}", tags=["jobs"], response_model=JobStatus,
