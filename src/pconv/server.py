@@ -597,7 +597,9 @@ def _inpaint_openapi() -> Dict[str, Any]:
     props: Dict[str, Any] = {
         "image": {"type": "string", "format": "binary", "description": "The photo (PNG, JPEG, WebP, BMP, TIFF)."},
         "mask": {"type": "string", "format": "binary",
-                 "description": "Same size as the image; white = hole (black = hole with invert_mask)."},
+                 "description": "Same size as the image; white = hole (black = hole with invert_mask). A "
+                 "layer with a transparent background counts by its alpha, coloured strokes by their brightest "
+                 "channel; a mask with no hole is a 422."},
     }
     for name, schema in InpaintOptions.model_json_schema()["properties"].items():
         schema = dict(schema)
@@ -619,7 +621,8 @@ def _inpaint_openapi() -> Dict[str, Any]:
 
 _ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in {
     400: "Bad image or mask (with the reason)", 413: "Upload or image too large", 415: "Not multipart/form-data",
-    422: "Bad options", 503: "Busy: the job queue is full (see Retry-After)", 504: "The job timed out"}.items()}
+    422: "Bad options, or a mask with no hole (empty_mask)", 503: "Busy: the job queue is full (see Retry-After)",
+    504: "The job timed out"}.items()}
 
 
 def create_app(settings: Optional[ServerSettings] = None, *,
