@@ -645,7 +645,8 @@ def test_pinch_zooms_and_a_second_finger_paints_nothing(browser, fake_url, photo
     cdp = context.new_cdp_session(pg)
 
     def touch(kind: str, spread: float) -> None:
-        points = [] if kind == "touchEnd" else [{"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        points = [] if kind == "touchEnd" else [{"x": cx - spread, "y": cy, "id": 1},
+                                                {"x": cx + spread, "y": cy, "id": 2}]
         cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
     touch("touchStart", 20)
@@ -665,7 +666,8 @@ def test_a_mask_warning_from_the_server_is_shown(fake_page, photo_path):
 
     def warn(route) -> None:
         response = route.fetch()
-        route.fulfill(response=response, headers={**response.headers, "x-pconv-warning": "the mask marks 92% of the image"})
+        headers = {**response.headers, "x-pconv-warning": "the mask marks 92% of the image"}
+        route.fulfill(response=response, headers=headers)
 
     pg.route("**/result", warn)
     _open(pg, photo_path)

@@ -82,7 +82,11 @@
   }
   function hideError() { el.error.hidden = true; }
   function setStatus(text) { el.status.textContent = text; }
-  function photoLine() { return `${state.file ? state.file.name || "image" : "image"} · ${state.width}×${state.height}`; }
+  function photoLine() {
+    return `${(state.file && state.file.name) || "image"} · ${state.width}×${state.height}`;
+  }
+  /** How a result's seed is shown; ``undefined`` is the server's default seed, 0. */
+  function seedLabel(seed) { return `seed ${seed === undefined ? 0 : seed}`; }
 
   /** A notice with a choice (accept runs ``onAccept``) or, without one, a plain message to dismiss. */
   function showNotice(text, acceptLabel, onAccept, dismissLabel = "Cancel") {
@@ -197,7 +201,8 @@
     const mp = (n) => (n / 1e6).toFixed(1);
     const pixels = bitmap.width * bitmap.height;
     const why = pixels > limits.max_pixels
-      ? `${bitmap.width}×${bitmap.height} (${mp(pixels)} MP); this server fills photos up to ${mp(limits.max_pixels)} MP`
+      ? `${bitmap.width}×${bitmap.height} (${mp(pixels)} MP); this server fills photos up to `
+        + `${mp(limits.max_pixels)} MP`
       : `${mp(file.size)} MB; this server accepts uploads up to ${mp(limits.max_upload_bytes)} MB`;
     showNotice(`${file.name || "This photo"} is ${why}. Downscale it to ${target.w}×${target.h} before painting?`,
       `Downscale to ${target.w}×${target.h}`, async () => {
@@ -408,7 +413,8 @@
     const c = document.createElement("canvas");
     c.width = w; c.height = h;
     c.getContext("2d").putImageData(out, 0, 0);
-    return new Promise((resolve) => c.toBlob((b) => resolve({ blob: b, holes, box: [x0, y0, x1 + 1, y1 + 1] }), "image/png"));
+    const box = [x0, y0, x1 + 1, y1 + 1];
+    return new Promise((resolve) => c.toBlob((blob) => resolve({ blob, holes, box }), "image/png"));
   }
 
   // ----------------------------------------------------------- pointer input
@@ -672,7 +678,7 @@
       b.type = "button";
       b.className = "thumb";
       b.setAttribute("aria-pressed", String(i === state.selected));
-      const label = r.seed === undefined ? "seed 0" : `seed ${r.seed}`;
+      const label = seedLabel(r.seed);
       b.title = `${METHOD_LABELS[r.method] || r.method} · ${SEEDED.has(r.method) ? `${label} · ` : ""}${r.seconds} s`;
       const caption = document.createElement("span");
       caption.textContent = SEEDED.has(r.method) ? label : r.method;
@@ -693,21 +699,21 @@
       el.result.src = r.url;
     });
     const ext = r.blob.type === "image/jpeg" ? "jpg" : r.blob.type === "image/webp" ? "webp" : "png";
-    const tag = state.results.length > 1 && SEEDED.has(r.method) ? `-seed${r.seed === undefined ? 0 : r.seed}` : "";
+    const tag = state.results.length > 1 && SEEDED.has(r.method) ? `-${seedLabel(r.seed).replace(" ", "")}` : "";
     el.downloadResult.href = r.url;
     el.downloadResult.download = `${state.baseName}-inpainted${tag}.${ext}`;
     el.downloadMask.href = r.maskUrl;
     el.downloadMask.download = `${state.baseName}-mask.png`;
     [...el.history.children].forEach((b, j) => b.setAttribute("aria-pressed", String(j === i)));
     if (state.mode === "result") {
-      setStatus(`${SEEDED.has(r.method) ? `seed ${r.seed === undefined ? 0 : r.seed} · ` : ""}${r.method} · ${photoLine()}`);
+      setStatus(`${SEEDED.has(r.method) ? `${seedLabel(r.seed)} · ` : ""}${r.method} · ${photoLine()}`);
     }
   }
 
   function newSeed() {
     const a = new Uint32Array(1);
     crypto.getRandomValues(a);
-    return a[0] % 2147483647 + 1; // 1 ... 2^31 - 1 (the first run uses the server's seed, 0)
+    return (a[0] % 999999) + 1; // 1 ... 999999, short to read (the first run uses the server's seed, 0)
   }
 
   // -------------------------------------------------------------------- run
@@ -769,7 +775,8 @@
       await addResult({ blob, mask, box, seed, method, seconds: secs });
       el.compare.value = 50;
       setMode("result");
-      setStatus(`Done in ${secs} s · ${method}${SEEDED.has(method) ? ` · seed ${seed === undefined ? 0 : seed}` : ""} · ${state.width}×${state.height}`);
+      const drawn = SEEDED.has(method) ? ` · ${seedLabel(seed)}` : "";
+      setStatus(`Done in ${secs} s · ${method}${drawn} · ${state.width}×${state.height}`);
       const warning = r.headers.get("X-Pconv-Warning");
       if (warning) showNotice(`Filled, but check the mask: ${warning}`);
     } catch (e) {
