@@ -470,6 +470,14 @@ def test_zoom_pan_and_a_brush_in_photo_pixels_on_a_large_photo(fake_page, big_ph
     fitted, stage = _box(pg, "#layers"), _box(pg, "#stage")
     assert fitted["width"] <= stage["width"] + 0.5 and fitted["height"] <= stage["height"] + 0.5
     assert min(stage["width"] - fitted["width"], stage["height"] - fitted["height"]) < 1
+    pg.keyboard.press("+")
+    assert _box(pg, "#layers")["width"] == pytest.approx(1.5 * fitted["width"], rel=1e-3)
+    pg.keyboard.press("-")
+    pg.keyboard.press("-")  # not below the whole photo
+    assert _box(pg, "#layers")["width"] == pytest.approx(fitted["width"], rel=1e-3)
+    pg.keyboard.press("+")
+    pg.keyboard.press("0")
+    assert _box(pg, "#layers")["width"] == pytest.approx(fitted["width"], rel=1e-3)
     assert [e["size"] for e in fake_log] == [(BIG_W, BIG_H)]
 
 
