@@ -14,7 +14,8 @@ from PIL import Image
 from pconv.errors import PConvError
 from pconv.inference import Inpainter, to_hole_array
 from pconv.masks import read_mask_file
-from pconv.masks.rules import LARGE_HOLE, MaskWarning, mask_problem, to_hole
+from pconv import MaskWarning
+from pconv.masks.rules import LARGE_HOLE, mask_problem, to_hole
 
 
 def reference_hole(rgba: np.ndarray, threshold: float = 0.5, invert: bool = False) -> np.ndarray:

@@ -26,6 +26,7 @@ from pconv.model import CONFIGS, VARIANTS, PConvUNet, PConvUNetConfig, build_mod
 from pconv.losses import InpaintingLoss, LossWeights
 from pconv.vgg import VGG16Features, load_vgg16_features
 from pconv.masks import hole_to_valid, noise_mask, read_mask_file, read_testset, stroke_mask, write_mask_file
+from pconv.masks.rules import MaskWarning
 from pconv.masks.lama import build_lama_sets, lama_mask, lama_protocol
 from pconv.texture import TextureConfig, transfer_detail
 from pconv.style_distance import StyleDistance
@@ -47,7 +48,7 @@ __all__ = [
     "VARIANTS",
     "build_model",
     "InpaintingLoss", "LossWeights", "VGG16Features", "load_vgg16_features",
-    "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset",
+    "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset", "MaskWarning",
     "build_lama_sets", "lama_mask", "lama_protocol",
     "Inpainter",
     "TextureConfig", "transfer_detail", "StyleDistance",
