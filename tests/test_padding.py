@@ -76,6 +76,7 @@ CASES_2D = [  # kernel, stride, padding, dilation, groups
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own copy
 @pytest.mark.parametrize("case", CASES_2D)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_follows_the_formula(case, bias):
