@@ -58,7 +58,7 @@ def _check_threshold(threshold: float) -> float:
 
 
 def _from_channels(a: np.ndarray) -> np.ndarray:
-    """(H, W, 3|4) float levels in [0, 1] -> (H, W): alpha when it varies, else the brightest colour channel."""
+    """(H, W, 3|4) levels -> (H, W), same dtype: alpha when it varies, else the brightest colour channel."""
     if a.shape[2] == 4:
         alpha = a[:, :, 3]
         if alpha.size and alpha.min() != alpha.max():
@@ -81,8 +81,8 @@ def _image_levels(img: Any) -> np.ndarray:
     if mode == "L":
         return np.asarray(img, dtype=np.float32) / 255.0
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
-    rgb = img.convert("RGBA" if has_alpha else "RGB")
-    return _from_channels(np.asarray(rgb, dtype=np.float32) / 255.0)
+    rgb = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))  # uint8: one channel is scaled, not four
+    return _from_channels(rgb).astype(np.float32) / 255.0
 
 
 def mask_levels(mask: Any) -> np.ndarray:
