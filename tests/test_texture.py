@@ -1,4 +1,81 @@
-"""Detail transfer (pconv.texture): exactness, determinism, what it copies, and its errors."""
+"""Detail transfer (pconv.texture): exactness, determinism, what each step does, and its errors.
+
+Every step and every ``TextureConfig`` setting has a test that fails when the step is removed or
+the setting ignored. Measured by ``scripts/mutation_check.py --only texture`` (each break applied to
+a copy of the source, this file run against it); the break, then the tests that failed (``test_``
+left off):
+
+- no coherence step: coherence_lets_neighbours_copy_one_continuous_piece
+- propagation rounds ignored: coherence_lets_neighbours_copy_one_continuous_piece
+- coherence factor ignored: coherence_lets_neighbours_copy_one_continuous_piece
+- coherence moves the edge blocks too: coherence_lets_neighbours_copy_one_continuous_piece,
+  edge_blocks_continue_the_known_texture_across_the_edge
+- coherence adopts sources that overlap the hole: coherence_lets_neighbours_copy_one_continuous_piece
+- no thin-hole gate: thin_hole_parts_keep_the_fill_as_it_is
+- min_width ignored: thin_hole_parts_keep_the_fill_as_it_is
+- no edge re-ranking: edge_blocks_continue_the_known_texture_across_the_edge,
+  every_setting_reaches_the_result[rerank-8]
+- rerank ignored: edge_blocks_continue_the_known_texture_across_the_edge,
+  every_setting_reaches_the_result[rerank-8]
+- re-ranking by squared error instead of correlation: NOT caught (on these scenes both pick the
+  in-phase sources; experiment 22 measured the difference on real photos)
+- edge_known ignored: edge_blocks_continue_the_known_texture_across_the_edge
+- no repeat limit: spread_sets_how_far_down_its_list_a_block_may_move,
+  repeat_limit_changes_only_fills_that_hit_it, every_setting_reaches_the_result[spread-20]
+- max_repeat ignored: repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it,
+  repeat_limit_changes_only_fills_that_hit_it
+- the farthest source under the limit: repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it
+- a full list falls back to its first source, not the least used:
+  repeat_limit_falls_back_to_the_least_used_source_of_a_full_list
+- the repeat limit moves the edge blocks too:
+  repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it,
+  repeat_limit_falls_back_to_the_least_used_source_of_a_full_list,
+  edge_blocks_continue_the_known_texture_across_the_edge
+- the edge's uses not counted: repeat_limit_spreads_blocks_over_sources_and_keeps_draws_under_it,
+  repeat_limit_falls_back_to_the_least_used_source_of_a_full_list,
+  coherence_lets_neighbours_copy_one_continuous_piece
+- spread ignored: spread_sets_how_far_down_its_list_a_block_may_move,
+  every_setting_reaches_the_result[spread-20]
+- no mid band: the_mid_band_restores_coarse_texture_deep_in_the_hole_and_leaves_the_edge_alone,
+  mid_band_settings_scale_place_and_size_it
+- mid_gain ignored (as 1): mid_band_settings_scale_place_and_size_it
+- mid_sigma ignored: mid_band_settings_scale_place_and_size_it
+- mid_start ignored: mid_band_settings_scale_place_and_size_it
+- mid_ramp ignored: mid_band_settings_scale_place_and_size_it
+- mid band at full weight up to the edge: mid_weight_grows_with_the_distance_from_the_known_region,
+  thin_hole_parts_keep_the_fill_as_it_is, mid_band_settings_scale_place_and_size_it
+- no detail-strength descriptor: each_side_of_a_hole_copies_the_texture_beside_it,
+  detail_strength_descriptor_follows_energy_weight_and_energy_sigma,
+  every_setting_reaches_the_result[energy_sigma-8.0]
+- energy_weight ignored (as 6): detail_strength_descriptor_follows_energy_weight_and_energy_sigma
+- energy_sigma ignored: detail_strength_descriptor_follows_energy_weight_and_energy_sigma,
+  every_setting_reaches_the_result[energy_sigma-8.0]
+- detail strength reads the hole's pixels too: detail_strength_is_the_known_detail_rms_nearby,
+  edge_blocks_continue_the_known_texture_across_the_edge
+- no source cap: the_source_cap_holds_on_large_photos
+- max_sources ignored: the_source_cap_holds_on_large_photos
+- source_stride ignored: sources_lie_on_the_stride_grid_wholly_in_the_known_region,
+  every_setting_reaches_the_result[source_stride-8]
+- sources may overlap the hole: known_pixels_exact_and_hole_gains_the_photos_detail,
+  the_copied_detail_comes_from_the_known_region, edge_cases
+- candidates ignored (as 4): edge_blocks_continue_the_known_texture_across_the_edge,
+  candidates_set_how_many_nearest_sources_the_draw_picks_from, every_setting_reaches_the_result[candidates-2]
+- no draw, always the nearest: candidates_set_how_many_nearest_sources_the_draw_picks_from,
+  every_setting_reaches_the_result[candidates-2]
+- seed ignored: deterministic_for_a_seed_and_the_seed_matters,
+  candidates_set_how_many_nearest_sources_the_draw_picks_from
+- gain ignored (as 0.85): gain_scales_the_pasted_detail
+- sigma ignored: sigma_splits_off_the_detail_that_is_copied
+- block ignored: every_setting_reaches_the_result[block-8]
+- context ignored: every_setting_reaches_the_result[context-1]
+- plain mean instead of variance-preserving blending: known_pixels_exact_and_hole_gains_the_photos_detail,
+  paste_reproduces_one_continuous_piece_and_leaves_no_seams
+- no sin² window: edge_blocks_continue_the_known_texture_across_the_edge,
+  paste_reproduces_one_continuous_piece_and_leaves_no_seams
+- known pixels not restored: thin_hole_parts_keep_the_fill_as_it_is
+- the fast blur's border replicated, not reflected: gaussian_blur_fast_path_equals_the_convolution[1.0],
+  gaussian_blur_fast_path_equals_the_convolution[2.5], gaussian_blur_fast_path_equals_the_convolution[8.0]
+"""
 import numpy as np
 import pytest
 import torch
