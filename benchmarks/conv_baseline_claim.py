@@ -102,12 +102,11 @@ def train_arms(arms: Sequence[str], args: argparse.Namespace) -> Dict[str, Dict[
 
 
 def _last_step(run: Path) -> int:
-    steps = [json.loads(line).get("step", 0) for line in (run / "log.jsonl").read_text().splitlines() if line]
+    """The step of a run's exported weights (``pconv.step`` in their metadata)."""
     from safetensors import safe_open
 
     with safe_open(str(run / "last.safetensors"), "pt") as f:
-        meta = f.metadata() or {}
-    return int(meta.get("step", max(steps, default=0)))
+        return int((f.metadata() or {})["pconv.step"])
 
 
 def evaluate_arms(arms: Sequence[str], args: argparse.Namespace) -> Dict[str, List[dict]]:
@@ -238,6 +237,8 @@ def main(argv: List[str] | None = None) -> int:
     stats_path = args.out / "train-stats.json"
     if args.skip_training:
         stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+        for arm in arms:
+            stats.setdefault(arm, {"seconds": math.nan})["steps"] = float(_last_step(args.out / f"train-{arm}"))
     else:
         stats = train_arms(arms, args)
         stats_path.write_text(json.dumps(stats, indent=1))
