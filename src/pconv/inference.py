@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -48,7 +48,8 @@ from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
 from pconv.masks.io import fit_hole
-from pconv.planning import REACH, Window as _Window, grow_box as _grow_box, hole_regions, plan_windows
+from pconv.planning import REACH, Window as _Window, grow_box as _grow_box, hole_radius, hole_regions, plan_windows
+from pconv.patch_texture import PatchTextureConfig, patch_texture, patchmatch_available
 from pconv.texture import TextureConfig, transfer_detail
 
 __all__ = ["Inpainter", "InpaintResult", "ProgressCallback", "to_hole_array", "STRATEGIES", "NETWORK_METHODS", "split_image"]
@@ -203,7 +204,10 @@ class Inpainter:
     known part of the photo, :mod:`pconv.texture`), "pconv-smooth" (the network's fill alone: the
     highest PSNR, but large holes look foggy), or a baseline of :data:`pconv.baselines.BASELINES`
     ("telea", "ns", "biharmonic", "patchmatch"). ``texture``: the detail transfer's settings for
-    "pconv" (default :class:`~pconv.texture.TextureConfig`); ``seed``: its random draw (results are
+    "pconv" (default :class:`~pconv.texture.TextureConfig`); ``patch_texture``: on photos larger
+    than 2·S, the texture band PatchMatch gives wide holes (:mod:`pconv.patch_texture`; True = its
+    defaults, a :class:`~pconv.patch_texture.PatchTextureConfig`, or False for the detail transfer
+    alone); ``seed``: its random draw (results are
     deterministic for a seed). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
     ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
     together. ``crop_margin``: context around each hole group for the crop strategy (default S/4).
@@ -228,6 +232,7 @@ class Inpainter:
         crop_margin: Optional[int] = None,
         flip_average: bool = False,
         texture: Optional[TextureConfig] = None,
+        patch_texture: "bool | PatchTextureConfig" = True,
         seed: int = 0,
         compile: bool = False,
     ) -> None:
@@ -238,6 +243,9 @@ class Inpainter:
             self.texture = texture if texture is not None else TextureConfig()
         elif texture is not None:
             raise PConvError(f"texture settings apply to method 'pconv' (the photographic fill), not {method!r}")
+        self.patch_texture: Optional[PatchTextureConfig] = None
+        if self.texture is not None and patch_texture is not False:
+            self.patch_texture = patch_texture if isinstance(patch_texture, PatchTextureConfig) else PatchTextureConfig()
         self.flip_average = bool(flip_average)
         self.device = resolve_device(device)
         if int(batch_size) < 1:
@@ -413,21 +421,33 @@ class Inpainter:
         return final, hows
 
     def _add_texture(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        """Fine detail for the filled holes, at the photo's full resolution.
+        """Texture for the filled holes, at the photo's full resolution.
 
         Photos up to 2·S on the long side take their detail from the whole photo; larger ones one
         region of holes at a time, from a context box around it (the region's bounding box plus
-        half its size, at least 2·S a side), so the cost follows the holes, not the photo.
+        half its size, at least 2·S a side), so the cost follows the holes, not the photo. There,
+        regions at least ``patch_texture.min_radius`` wide first get PatchMatch's texture band
+        (:mod:`pconv.patch_texture`); the detail transfer then adds the finest grain.
         """
         h, w = hole.shape
         size = self.image_size or 256
+        cfg: TextureConfig = self.texture  # type: ignore[assignment]
         if max(h, w) <= 2 * size:
-            return transfer_detail(rgb, hole, self.texture, self.seed)  # type: ignore[arg-type]
+            return transfer_detail(rgb, hole, cfg, self.seed)
+        wide = self.patch_texture if (self.patch_texture is not None and patchmatch_available()) else None
+        if self.patch_texture is not None and wide is None:
+            log.info("pypatchmatch is not installed: wide holes get the detail transfer alone "
+                     "(pip install 'pconv[patchmatch]' for their texture band)")
         out = rgb.copy()
         for bbox, own in hole_regions(hole, merge_distance=2 * self.crop_margin):
             margin = max(self.crop_margin, (bbox[1] - bbox[0]) // 2, (bbox[3] - bbox[2]) // 2)
             y0, y1, x0, x1 = _grow_box(bbox, margin, 2 * size, h, w)
-            filled = transfer_detail(rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1], self.texture, self.seed)  # type: ignore[arg-type]
+            box, box_hole = rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1]
+            if wide is not None and hole_radius(own) >= wide.min_radius:
+                banded = patch_texture(box, box_hole, box, wide, self.seed)
+                filled = transfer_detail(banded, box_hole, replace(cfg, mid_gain=0.0), self.seed)
+            else:
+                filled = transfer_detail(box, box_hole, cfg, self.seed)
             paste = np.zeros((y1 - y0, x1 - x0), bool)
             paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
             out[y0:y1, x0:x1][paste] = filled[paste]
