@@ -194,8 +194,6 @@ MUTATIONS: List[Mutation] = [
        "seconds = time.perf_counter() - start", "seconds = 0.0", EVA),
     _m("evaluate: tables without their display scale", "evaluate.py",
        'return f"{value * scale:.{decimals}f}"', 'return f"{value:.{decimals}f}"', EVA),
-    _m("evaluate: the network's output not composited", "evaluate.py",
-       "        return np.where(hole[..., None], out, image)\n", "        return out\n", EVA),
     # ------------------------------------------------------------------ fill
     _m("fill: known pixels not weighted", "fill.py",
        "    sums, weights = [x * w], [w]\n", "    sums, weights = [x], [torch.ones_like(w)]\n", FIL),
@@ -208,9 +206,8 @@ MUTATIONS: List[Mutation] = [
     _m("fill: biharmonic steps dropped", "fill.py",
        "    return _relax_biharmonic(f, fixed, steps) if biharmonic else f\n", "    return f\n", FIL),
     # ------------------------------------------------------------------ inference compositing
-    _m("inference: the network's output not composited", "inference.py",
-       "            out.append(np.where(hole[:, :, None], y[i, :h, :w], rgb))",
-       "            out.append(np.ascontiguousarray(y[i, :h, :w]))", INF),
+    _m("inference: a window's whole output pasted, known pixels included", "inference.py",
+       "            region[win.paste] = win.out[win.paste]", "            region[...] = win.out", INF),
     _m("inference: flip average without flipping back", "inference.py",
        "y = (y + self._net(xt.flip(3), mt.flip(3)).float().flip(3)) * 0.5",
        "y = (y + self._net(xt.flip(3), mt.flip(3)).float()) * 0.5", INF),
