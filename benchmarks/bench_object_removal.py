@@ -203,7 +203,7 @@ def table(scores: Dict[Tuple[str, str], List[Dict[str, float]]], runs: Dict[Tupl
 
 # ---------------------------------------------------------------------------------- contact sheet
 def contact_sheet(cases: List[Tuple[str, str]], methods: Sequence[str], out_dir: Path, path: Path,
-                  crop: int = 384) -> None:
+                  crop: int = 320) -> None:
     """Per case one row: input with the hole, each method, the truth; each a 1:1 crop at the hole's centre."""
     from PIL import ImageDraw
 
@@ -228,7 +228,18 @@ def contact_sheet(cases: List[Tuple[str, str]], methods: Sequence[str], out_dir:
         draw.text((4, top - 1), f"{Path(image_file).stem} {w}x{h}, hole {hole.mean():.0%}, 1:1 crop", fill="black")
         for c, im in enumerate(images):
             sheet.paste(Image.fromarray(im[y0:y0 + crop, x0:x0 + crop]), (c * tile, top + 12))
-    sheet.save(path, quality=88)
+    sheet.save(path, quality=82)
+
+
+def sheet_cases(cases: List[Tuple[str, str]], n: int) -> List[Tuple[str, str]]:
+    """``n`` cases taking each photo's masks in turn, so every photo is shown before any repeats."""
+    by_photo: Dict[str, List[Tuple[str, str]]] = {}
+    for case in cases:
+        by_photo.setdefault(case[0], []).append(case)
+    out: List[Tuple[str, str]] = []
+    for k in range(max((len(v) for v in by_photo.values()), default=0)):
+        out += [v[k] for v in by_photo.values() if k < len(v)]
+    return out[:n]
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -246,6 +257,7 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--strategies", action="store_true",
                    help="instead: every strategy of the network methods on 2000 px photos with a 1000x668 hole")
     p.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet of 1:1 crops here")
+    p.add_argument("--sheet-cases", type=int, default=8, help="cases on the sheet (round robin over the photos)")
     p.add_argument("--limit", type=int, default=0, help="only the first N cases (quick look)")
     args = p.parse_args(argv)
 
@@ -288,7 +300,7 @@ def main(argv: List[str] | None = None) -> int:
     (args.work / ("strategies.json" if args.strategies else "scores.json")).write_text(json.dumps(
         {f"{k[0]}|{k[1]}": {"rows": v, **runs[k]} for k, v in scores.items()}, indent=1))
     if args.sheet is not None and not args.strategies:
-        contact_sheet(cases, methods, out_dir, args.sheet)
+        contact_sheet(sheet_cases(cases, args.sheet_cases), methods, out_dir, args.sheet)
         print(f"contact sheet: {args.sheet}", file=sys.stderr)
     return 0
 

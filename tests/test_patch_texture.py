@@ -55,7 +55,12 @@ def _grey_fill(image: np.ndarray, hole: np.ndarray, level: int = 128) -> np.ndar
 
 
 def test_exported_from_package() -> None:
-    assert pconv.PatchTextureConfig is PatchTextureConfig and pconv.patch_texture is patch_texture
+    import importlib
+
+    assert pconv.PatchTextureConfig is PatchTextureConfig
+    # the module stays reachable under its name (no function of the same name shadows it)
+    assert importlib.import_module("pconv.patch_texture").patch_texture is patch_texture
+    assert pconv.patch_texture.patch_texture is patch_texture
 
 
 def test_known_pixels_exact_and_hole_never_read() -> None:

@@ -29,7 +29,7 @@ from pconv.masks import hole_to_valid, noise_mask, read_mask_file, read_testset,
 from pconv.masks.rules import MaskWarning
 from pconv.masks.lama import build_lama_sets, lama_mask, lama_protocol
 from pconv.texture import TextureConfig, transfer_detail
-from pconv.patch_texture import PatchTextureConfig, patch_texture
+from pconv.patch_texture import PatchTextureConfig  # the module pconv.patch_texture holds patch_texture()
 from pconv.style_distance import StyleDistance
 from pconv.inference import Inpainter
 from pconv.baselines import BASELINES, fill as fill_baseline  # `evaluate` stays a module: pconv.evaluate.evaluate
@@ -52,6 +52,6 @@ __all__ = [
     "stroke_mask", "noise_mask", "read_mask_file", "write_mask_file", "hole_to_valid", "read_testset", "MaskWarning",
     "build_lama_sets", "lama_mask", "lama_protocol",
     "Inpainter",
-    "TextureConfig", "transfer_detail", "PatchTextureConfig", "patch_texture", "StyleDistance",
+    "TextureConfig", "transfer_detail", "PatchTextureConfig", "StyleDistance",
     "BASELINES", "fill_baseline",
 ]
