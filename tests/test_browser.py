@@ -500,7 +500,8 @@ def test_double_click_then_another_result_to_compare_and_pick(fake_page, big_pho
     assert seeds[0] == 0 and len(set(seeds)) == 2, seeds  # "another result" sent a new seed
     captions = pg.locator("#history .thumb span").all_text_contents()
     assert captions == [f"seed {s}" for s in seeds]
-    assert pg.get_attribute("#history .thumb >> nth=1", "aria-pressed") == "true"  # the newest is shown
+    # the newest is shown (the page marks a thumbnail once its 12 MP image has loaded)
+    pg.wait_for_selector('#history .thumb:nth-child(2)[aria-pressed="true"]', timeout=30000)
 
     def hole_colour() -> np.ndarray:
         img = _result_image(pg).astype(int)
@@ -508,7 +509,7 @@ def test_double_click_then_another_result_to_compare_and_pick(fake_page, big_pho
 
     assert np.abs(hole_colour() - seed_colour(seeds[1])).max() <= 6  # JPEG
     pg.click("#history .thumb >> nth=0")  # pick the first one: shown and downloaded
-    assert pg.get_attribute("#history .thumb >> nth=0", "aria-pressed") == "true"
+    pg.wait_for_selector('#history .thumb:nth-child(1)[aria-pressed="true"]', timeout=30000)
     assert np.abs(hole_colour() - seed_colour(seeds[0])).max() <= 6
     assert "-seed0." in pg.get_attribute("#download-result", "download")
 
