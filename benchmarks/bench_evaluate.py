@@ -10,7 +10,7 @@ inside the hole. Every photo meets one mask per bucket (seeded), all methods on 
 Run (the classical methods alone, then with the shipped model as in MODEL_CARD.md's tables):
     .venv/bin/python benchmarks/bench_evaluate.py --workers 2
     .venv/bin/python benchmarks/bench_evaluate.py --sizes 256 --workers 2 \
-        --methods pconv,pconv-flip,telea,ns,biharmonic,patchmatch,pullpush,pullpush-bh [--weights FILE] [--device cuda]
+        --methods pconv,pconv-smooth,pconv-smooth-flip,telea,ns,biharmonic,patchmatch [--weights FILE] [--device cuda]
 """
 from __future__ import annotations
 

@@ -171,3 +171,15 @@ def test_upsampling_is_bilinear_and_the_fill_does_not_depend_on_the_thread_count
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(outs[0], outs[1])
+
+
+def test_an_empty_coarsest_cell_starts_from_the_mean_valid_value():
+    """A hole covering a whole coarsest cell: without relaxation, a constant photo is filled exactly.
+
+    The coarsest empty cell takes the image's mean valid value; were it 0, the fill would darken.
+    """
+    image = torch.full((1, 3, 64, 64), 0.7)
+    mask = torch.ones(1, 1, 64, 64)
+    mask[..., 32:, 32:] = 0  # exactly one cell of the 2x2 coarsest level (levels=5)
+    out = pull_push_fill(image, mask, iterations=0, fine_iterations=0, levels=5)
+    torch.testing.assert_close(out, image)
