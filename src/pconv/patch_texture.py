@@ -42,10 +42,10 @@ class PatchTextureConfig:
     """Settings of :func:`patch_texture` (chosen by ``benchmarks/bench_object_removal.py``)."""
 
     scale: float = 0.5       #: PatchMatch runs at this share of the photo's resolution
-    max_side: int = 1536     #: ... and at most at this long side (px)
+    max_side: int = 1024     #: ... and at most at this long side (px)
     sigma: float = 16.0      #: the band above this Gaussian (full-resolution px) comes from PatchMatch
     patch_size: int = 3      #: PatchMatch's patch radius (patches of (2r+1)² px)
-    min_radius: float = 24.0  #: hole regions at least this wide (inscribed radius, px) take this step
+    min_radius: float = 64.0  #: hole regions at least this wide (inscribed radius, px) take this step
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale <= 1.0:
