@@ -646,3 +646,16 @@ def test_edge_blocks_rerank_by_correlation_not_by_squared_error():
 
     reranked, drawn = ring_detail(), ring_detail(edge_known=1.0)  # edge_known=1: no block re-ranked
     assert reranked > 0.25 and reranked > 2 * drawn
+
+
+def test_box_mean_is_the_mean_of_every_valid_window() -> None:
+    """The descriptor cells' means, against a direct loop over the windows."""
+    from pconv.texture import _box_mean
+
+    x = torch.rand(2, 23, 31, generator=torch.Generator().manual_seed(0)) * 100
+    size = 5
+    got = _box_mean(x, size)
+    assert got.shape == (2, 23 - size + 1, 31 - size + 1)
+    ref = np.array([[[x[c, i:i + size, j:j + size].double().mean().item() for j in range(31 - size + 1)]
+                     for i in range(23 - size + 1)] for c in range(2)])
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-5)
