@@ -398,7 +398,7 @@ def test_photographic_fill_is_deterministic_and_seeded(weights: Path, photo: Inp
 
 
 def test_photographic_fill_of_a_large_photo_works_per_hole_region(inp: Inpainter, photo: Inpainter) -> None:
-    """Above 2·S the detail is transferred around each group of holes; known pixels stay exact."""
+    """Above 2·S the detail is transferred per texture box (a tile of small holes); known pixels stay exact."""
     h, w = 150, 400
     rgb = _img(h, w, seed=4)
     hole = np.zeros((h, w), bool)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from pconv.inference import Inpainter
 from pconv.metrics import hole_psnr
-from pconv.planning import REACH, hole_radius, plan_windows
+from pconv.planning import REACH, TEXTURE_TILE, hole_radius, plan_windows, texture_boxes
 
 
 def _disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:
@@ -89,3 +89,43 @@ def test_no_strategy_paints_a_block_in_a_large_hole() -> None:
               for s in ("original", "crop", "resize")}
     best = max(scores.values())
     assert all(v >= best - 1.0 for v in scores.values()), scores
+
+
+def _specks(h: int, w: int, count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hole = np.zeros((h, w), bool)
+    for _ in range(count):
+        hole |= _disk(h, w, int(rng.integers(0, h)), int(rng.integers(0, w)), int(rng.integers(3, 12)))
+    return hole
+
+
+def test_texture_boxes_paste_every_hole_pixel_once_and_gather_specks_by_tile() -> None:
+    """Many specks cost one box per tile, not one per speck; a wide hole keeps its own box."""
+    size, h, w = 64, 1000, 1300  # tiles of TEXTURE_TILE * 64 px: 3 x 4 of them
+    wide = _disk(h, w, 500, 650, 120)
+    hole = _specks(h, w, 150) & ~_disk(h, w, 500, 650, 260) | wide
+    boxes = texture_boxes(hole, size, margin=16, wide_radius=48)
+    pasted = np.zeros((h, w), np.int32)
+    for job in boxes:
+        y0, y1, x0, x1 = job.box
+        assert job.paste.shape == (y1 - y0, x1 - x0)
+        assert min(y1 - y0, x1 - x0) >= 2 * size
+        assert not (job.paste & ~hole[y0:y1, x0:x1]).any()
+        pasted[y0:y1, x0:x1] += job.paste
+    np.testing.assert_array_equal(pasted, hole.astype(np.int32))  # every hole pixel exactly once
+    tiles = -(-h // (TEXTURE_TILE * size)) * -(-w // (TEXTURE_TILE * size))
+    assert [job.wide for job in boxes].count(True) == 1
+    assert len(boxes) <= tiles + 1
+    (big,) = [job for job in boxes if job.wide]
+    y0, y1, x0, x1 = big.box
+    np.testing.assert_array_equal(big.paste, wide[y0:y1, x0:x1])
+    assert (y1 - y0) >= 240 * 2 and (x1 - x0) >= 240 * 2  # its bounding box plus half its size
+
+
+def test_texture_boxes_keep_a_speck_whole_where_it_crosses_a_tile_border() -> None:
+    size = 32
+    tile = TEXTURE_TILE * size
+    hole = _disk(400, 800, 200, tile, 10)  # centred on the border between two tiles
+    (job,) = texture_boxes(hole, size, margin=16, wide_radius=48)
+    y0, y1, x0, x1 = job.box
+    assert job.paste.sum() == hole.sum() and not job.wide

@@ -48,7 +48,7 @@ from pconv.device import autocast_dtype, resolve_device, resolve_precision
 from pconv.errors import PConvError
 from pconv.model import PConvUNet, PConvUNetConfig
 from pconv.masks.io import fit_hole
-from pconv.planning import REACH, Window as _Window, grow_box as _grow_box, hole_radius, hole_regions, plan_windows
+from pconv.planning import REACH, Window as _Window, grow_box as _grow_box, hole_regions, plan_windows, texture_boxes
 from pconv.patch_texture import PatchTextureConfig, patch_texture, patchmatch_available
 from pconv.texture import TextureConfig, transfer_detail
 
@@ -423,34 +423,32 @@ class Inpainter:
     def _add_texture(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         """Texture for the filled holes, at the photo's full resolution.
 
-        Photos up to 2·S on the long side take their detail from the whole photo; larger ones one
-        region of holes at a time, from a context box around it (the region's bounding box plus
-        half its size, at least 2·S a side), so the cost follows the holes, not the photo. There,
-        regions at least ``patch_texture.min_radius`` wide first get PatchMatch's texture band
-        (:mod:`pconv.patch_texture`); the detail transfer then adds the finest grain.
+        Photos up to 2·S on the long side take their detail from the whole photo; larger ones from
+        the boxes of :func:`pconv.planning.texture_boxes` (a wide hole in its own context box, small
+        holes gathered by tile), so the cost follows the photo's area once, not once per hole. Wide
+        holes (inscribed radius at least ``patch_texture.min_radius``) first get PatchMatch's
+        texture band (:mod:`pconv.patch_texture`); the detail transfer then adds the finest grain.
         """
         h, w = hole.shape
         size = self.image_size or 256
         cfg: TextureConfig = self.texture  # type: ignore[assignment]
         if max(h, w) <= 2 * size:
             return transfer_detail(rgb, hole, cfg, self.seed)
-        wide = self.patch_texture if (self.patch_texture is not None and patchmatch_available()) else None
-        if self.patch_texture is not None and wide is None:
+        band = self.patch_texture if (self.patch_texture is not None and patchmatch_available()) else None
+        if self.patch_texture is not None and band is None:
             log.info("pypatchmatch is not installed: wide holes get the detail transfer alone "
                      "(pip install 'pconv[patchmatch]' for their texture band)")
+        wide_radius = (self.patch_texture or PatchTextureConfig()).min_radius
         out = rgb.copy()
-        for bbox, own in hole_regions(hole, merge_distance=2 * self.crop_margin):
-            margin = max(self.crop_margin, (bbox[1] - bbox[0]) // 2, (bbox[3] - bbox[2]) // 2)
-            y0, y1, x0, x1 = _grow_box(bbox, margin, 2 * size, h, w)
+        for job in texture_boxes(hole, size, self.crop_margin, wide_radius):
+            y0, y1, x0, x1 = job.box
             box, box_hole = rgb[y0:y1, x0:x1], hole[y0:y1, x0:x1]
-            if wide is not None and hole_radius(own) >= wide.min_radius:
-                banded = patch_texture(box, box_hole, box, wide, self.seed)
+            if job.wide and band is not None:
+                banded = patch_texture(box, box_hole, box, band, self.seed)
                 filled = transfer_detail(banded, box_hole, replace(cfg, mid_gain=0.0), self.seed)
             else:
                 filled = transfer_detail(box, box_hole, cfg, self.seed)
-            paste = np.zeros((y1 - y0, x1 - x0), bool)
-            paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
-            out[y0:y1, x0:x1][paste] = filled[paste]
+            out[y0:y1, x0:x1][job.paste] = filled[job.paste]
         return out
 
     def _plan(self, index: int, rgb: np.ndarray, hole: np.ndarray, strategy: str) -> List[_Window]:

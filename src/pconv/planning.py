@@ -14,6 +14,10 @@ the window just enough when it is wider, and gives each hole enough of the scene
   share of what the network sees; downscaled to ``2·S`` on its long side when larger, and further
   when the hole is still out of reach.
 * ``resize``: the whole photo at S on its long side (further down when the hole is out of reach).
+
+The photographic fill's texture is computed per box too (:func:`texture_boxes`): a wide hole in
+its own context box, the small ones gathered by tile, so that the cost follows the photo's area
+once and not once per hole.
 """
 from __future__ import annotations
 
@@ -25,12 +29,15 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["Window", "plan_windows", "hole_regions", "hole_radius", "grow_box", "fit_long_side", "REACH", "CONTEXT"]
+__all__ = ["Window", "plan_windows", "hole_regions", "hole_radius", "grow_box", "fit_long_side", "TextureBox",
+           "texture_boxes", "REACH", "CONTEXT", "TEXTURE_TILE"]
 
 #: the widest hole (inscribed radius, network px) the network is asked to fill
 REACH = 48
 #: context margin around a crop window's holes, as a share of their bounding box's long side
 CONTEXT = 0.5
+#: small holes' texture is computed per tile of at most this many × S a side
+TEXTURE_TILE = 6
 
 
 def hole_radius(hole: np.ndarray) -> float:
@@ -233,3 +240,58 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
         net = within_reach(fit_long_side(y1 - y0, x1 - x0, 2 * size), y1 - y0, hole_radius(own))
         out.append(Window(index, box, net, paste))
     return out
+
+
+@dataclass
+class TextureBox:
+    """One texture computation: a box of the photo, the hole pixels its result is pasted on, and
+    whether they form one wide hole (inscribed radius at least ``wide_radius``)."""
+
+    box: Tuple[int, int, int, int]  #: (y0, y1, x0, x1)
+    paste: np.ndarray               #: bool, the box's shape
+    wide: bool
+
+
+def texture_boxes(hole: np.ndarray, size: int, margin: int, wide_radius: float) -> List[TextureBox]:
+    """Where the photographic fill's texture is computed on a photo larger than ``2·size``.
+
+    A region of holes (holes closer than ``2·margin`` join) at least ``wide_radius`` wide gets its
+    own context box: its bounding box plus half its size (at least ``margin``), at least
+    ``2·size`` a side. The other holes are taken one by one and gathered by the tile (of at most
+    ``TEXTURE_TILE·size`` a side) that holds their centre; a tile's box is the union of its holes'
+    boxes (each grown by ``margin``, or half its size), at least ``2·size`` a side. Every hole
+    pixel is pasted from exactly one box, so a hole never straddles two computations, and
+    hundreds of specks cost about one pass over the photo rather than one box each.
+    """
+    h, w = hole.shape
+    boxes: List[TextureBox] = []
+    rest = hole.copy()
+    for bbox, own in hole_regions(hole, merge_distance=2 * margin):
+        if hole_radius(own) < wide_radius:
+            continue
+        y0, y1, x0, x1 = bbox
+        grow = max(margin, (y1 - y0) // 2, (x1 - x0) // 2)
+        boxes.append(_box_for(grow_box(bbox, grow, 2 * size, h, w), [(bbox, own)]))
+        boxes[-1].wide = True
+        rest[y0:y1, x0:x1][own] = False
+    tile = TEXTURE_TILE * size
+    ny, nx = math.ceil(h / tile), math.ceil(w / tile)
+    groups: dict = {}
+    for bbox, own in hole_regions(rest, merge_distance=0):
+        y0, y1, x0, x1 = bbox
+        key = (((y0 + y1) // 2) * ny // h, ((x0 + x1) // 2) * nx // w)
+        groups.setdefault(key, []).append((bbox, own))
+    for key in sorted(groups):
+        parts = groups[key]
+        grown = [grow_box(b, max(margin, (b[1] - b[0]) // 2, (b[3] - b[2]) // 2), 0, h, w) for b, _ in parts]
+        union = (min(g[0] for g in grown), max(g[1] for g in grown), min(g[2] for g in grown), max(g[3] for g in grown))
+        boxes.append(_box_for(grow_box(union, 0, 2 * size, h, w), parts))
+    return boxes
+
+
+def _box_for(box: Tuple[int, int, int, int], parts: list) -> TextureBox:
+    y0, y1, x0, x1 = box
+    paste = np.zeros((y1 - y0, x1 - x0), bool)
+    for (by0, by1, bx0, bx1), own in parts:
+        paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
+    return TextureBox(box, paste, False)
