@@ -659,3 +659,26 @@ def test_box_mean_is_the_mean_of_every_valid_window() -> None:
     ref = np.array([[[x[c, i:i + size, j:j + size].double().mean().item() for j in range(31 - size + 1)]
                      for i in range(23 - size + 1)] for c in range(2)])
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_painting_only_the_targets_box_matches_the_whole_photo() -> None:
+    """transfer_detail paints the hole's box alone: the opening (parts at least ``min_width`` wide)
+    and the mid band's depth computed there equal the whole photo's, holes at the edge included."""
+    import cv2
+
+    from pconv.texture import _opened
+
+    rng = np.random.default_rng(0)
+    for trial in range(8):
+        hole = np.zeros((90, 120), bool)
+        for _ in range(3):
+            y, x, r = rng.integers(0, 90), rng.integers(0, 120), rng.integers(2, 15)
+            hole[max(0, y - r): y + r, max(0, x - r): x + 2 * r] = True
+        ys, xs = np.nonzero(hole)
+        tight = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        for width in (2, 3, 5, 8):
+            full = cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, np.ones((width, width), np.uint8)) > 0
+            np.testing.assert_array_equal(_opened(hole, tight, width), full[tight[0]:tight[1], tight[2]:tight[3]])
+        y0, y1, x0, x1 = max(0, tight[0] - 1), min(90, tight[1] + 1), max(0, tight[2] - 1), min(120, tight[3] + 1)
+        torch.testing.assert_close(mid_weight(hole[y0:y1, x0:x1], 2.0, 5.0),
+                                   mid_weight(hole, 2.0, 5.0)[y0:y1, x0:x1], rtol=0, atol=1e-6)

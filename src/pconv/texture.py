@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -233,14 +233,22 @@ def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) ->
     cell = max(1, ctx // 4)
     margin = (ctx - b) // 2
     hole_t = torch.from_numpy(hole)
-    detail = (x - low)[0]
-    features = low
+    # The detail and the mid band share one tensor (the detail is a view of it), and the feature
+    # planes are padded and pooled one at a time: a 12 MP photo holds no plane twice.
+    _, _, h, w = x.shape
+    layers = torch.empty((6 if cfg.mid_gain > 0 else 3), h, w)
+    torch.sub(x[0], low[0], out=layers[:3])
+    if cfg.mid_gain > 0:
+        torch.sub(low[0], gaussian_blur(x, cfg.mid_sigma)[0], out=layers[3:])
+    detail = layers[:3]
+    planes = list(low[0])
     if cfg.energy_weight > 0:
-        strength = detail_strength(detail, hole, cfg.energy_sigma)
-        features = torch.cat([low, cfg.energy_weight * strength[None, None]], 1)
-    padded = F.pad(features, (margin, margin + ctx, margin, margin + ctx), mode="replicate")[0]
-    layers = torch.cat([detail, (low - gaussian_blur(x, cfg.mid_sigma))[0]]) if cfg.mid_gain > 0 else detail
-    return _Photo(image=x[0], detail=detail, layers=layers, pooled=_box_mean(padded, cell), known=(~hole_t).float(),
+        planes.append(cfg.energy_weight * detail_strength(detail, hole, cfg.energy_sigma))
+    pooled = torch.empty(len(planes), h + ctx + 2 * margin - cell + 1, w + ctx + 2 * margin - cell + 1)
+    for i, plane in enumerate(planes):
+        padded = F.pad(plane[None, None], (margin, margin + ctx, margin, margin + ctx), mode="replicate")
+        pooled[i] = _box_mean(padded[0], cell)[0]
+    return _Photo(image=x[0], detail=detail, layers=layers, pooled=pooled, known=(~hole_t).float(),
                   hole_share=_box_mean(hole_t[None].float(), b)[0], block=b, cell=cell)
 
 
@@ -352,18 +360,23 @@ def _propagate(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, tgt: Tuple[tor
     return cy, cx
 
 
-def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
+def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor,
+           region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
     """The sources' layers (detail, mid band), windowed (sin², which sums to one at half overlap)
     and accumulated at the targets. Where overlapping blocks copy one continuous piece (equal
     displacements) the weighted mean reproduces it; where they copy unrelated pieces a mean would
     lose contrast, so there the sum is divided by the root of the squared weights instead, which
-    keeps the detail's variance (Heitz and Neyret's blending)."""
-    h, w = photo.known.shape
+    keeps the detail's variance (Heitz and Neyret's blending).
+
+    ``region`` (y0, y1, x0, x1): the part of the photo returned, which must hold every target
+    block (default: the whole photo); the accumulators are that size, not the photo's."""
+    y0, y1, x0, x1 = region if region is not None else (0, photo.known.shape[0], 0, photo.known.shape[1])
+    h, w = y1 - y0, x1 - x0
     b = photo.block
     win1 = torch.sin(math.pi * (torch.arange(b, dtype=torch.float32) + 0.5) / b) ** 2
     window = (win1[:, None] * win1[None, :]).expand(ty.numel(), b, b)
     d = torch.arange(b)
-    flat = ((ty[:, None, None] + d[None, :, None]) * w + (tx[:, None, None] + d[None, None, :])).reshape(-1)
+    flat = ((ty[:, None, None] - y0 + d[None, :, None]) * w + (tx[:, None, None] - x0 + d[None, None, :])).reshape(-1)
 
     def accumulate(values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(h * w).index_add_(0, flat, values.reshape(-1)).view(h, w)
@@ -375,9 +388,8 @@ def _paste(photo: _Photo, cy: torch.Tensor, cx: torch.Tensor, ty: torch.Tensor, 
     spread = accumulate(window * (disp_y ** 2 + disp_x ** 2)) / s1 - my ** 2 - mx ** 2
     coherent = torch.exp(-spread.clamp_min(0) / 4.0)
     norm = coherent * s1 + (1 - coherent) * s2.sqrt()
-    c = photo.layers.shape[0]
-    pasted = _blocks(photo.layers, cy, cx, b) * window  # (C, n, b, b)
-    return torch.zeros(c, h * w).index_add_(1, flat, pasted.reshape(c, -1)).view(c, h, w) / norm
+    # One layer at a time: the windowed blocks of all layers at once would be 4× the region's size each.
+    return torch.stack([accumulate(_blocks(layer, cy, cx, b) * window) / norm for layer in photo.layers])
 
 
 def transfer_detail(
@@ -407,12 +419,32 @@ def transfer_detail(
     edge = photo.hole_share[ty, tx] <= 1.0 - config.edge_known  # blocks with enough known pixels
     choice = _match(photo, src, (ty, tx), edge, config, seed)
     cy, cx = _propagate(photo, src[0][choice], src[1][choice], (ty, tx), grid, edge, config)
-    pasted = _paste(photo, cy, cx, ty, tx)
+    # Only the targets' box is painted (every hole pixel lies in a target block): on a photo much
+    # larger than its holes, nothing of the photo's size is allocated past this point.
+    y0, y1, x0, x1 = int(ty.min()), int(ty.max()) + b, int(tx.min()), int(tx.max()) + b
+    pasted = _paste(photo, cy, cx, ty, tx, (y0, y1, x0, x1))
+    sub = hole[y0:y1, x0:x1]
     canvas = config.gain * pasted[:3]
     if config.min_width > 1:
-        kernel = np.ones((config.min_width, config.min_width), np.uint8)
-        canvas = canvas * torch.from_numpy(cv2.morphologyEx(hole.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0)
+        canvas = canvas * torch.from_numpy(_opened(hole, (y0, y1, x0, x1), config.min_width))
     if config.mid_gain > 0:
-        canvas = canvas + config.mid_gain * pasted[3:] * mid_weight(hole, config.mid_start, config.mid_ramp)
-    out = (photo.image + canvas).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-    return np.where(hole[:, :, None], out.permute(1, 2, 0).numpy(), image)
+        # the same depth as on the whole photo: the box holds the hole's bounding box and a ring of known pixels
+        # around it (or ends at the photo's edge), so every hole pixel's nearest known pixel is inside
+        canvas = canvas + config.mid_gain * pasted[3:] * mid_weight(sub, config.mid_start, config.mid_ramp)
+    out = (photo.image[:, y0:y1, x0:x1] + canvas).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    result = image.copy()
+    result[y0:y1, x0:x1] = np.where(sub[:, :, None], out.permute(1, 2, 0).numpy(), image[y0:y1, x0:x1])
+    return result
+
+
+def _opened(hole: np.ndarray, box: Tuple[int, int, int, int], width: int) -> np.ndarray:
+    """The hole's morphological opening by a ``width``-px square (its parts at least that wide),
+    within ``box``: computed on the box grown by twice the square's reach, so the same as on the
+    whole photo."""
+    y0, y1, x0, x1 = box
+    h, w = hole.shape
+    pad = width
+    gy0, gy1, gx0, gx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
+    kernel = np.ones((width, width), np.uint8)
+    opened = cv2.morphologyEx(hole[gy0:gy1, gx0:gx1].astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+    return opened[y0 - gy0: y1 - gy0, x0 - gx0: x1 - gx0]
