@@ -7,7 +7,7 @@ from PIL import Image
 
 from pconv.inference import Inpainter
 from pconv.metrics import hole_psnr
-from pconv.planning import REACH, TEXTURE_TILE, hole_radius, plan_windows, texture_boxes
+from pconv.planning import NET_TILE, REACH, TEXTURE_TILE, hole_radius, plan_windows, texture_boxes
 
 
 def _disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:
@@ -129,3 +129,48 @@ def test_texture_boxes_keep_a_speck_whole_where_it_crosses_a_tile_border() -> No
     (job,) = texture_boxes(hole, size, margin=16, wide_radius=48)
     y0, y1, x0, x1 = job.box
     assert job.paste.sum() == hole.sum() and not job.wide
+
+
+def test_crop_gathers_small_holes_by_tile_at_no_less_than_half_resolution() -> None:
+    """Specks go to the network one window per tile (not merged into photo-sized regions that are
+    downscaled 5-6x); each keeps its context margin; a wide hole keeps its own region window."""
+    size, margin, h, w = 64, 16, 1000, 1300  # tiles of NET_TILE * 64 px
+    wide = _disk(h, w, 500, 650, 120)
+    specks = _specks(h, w, 150) & ~_disk(h, w, 500, 650, 260)
+    hole = specks | wide
+    windows = plan_windows(0, hole, "crop", size, margin)
+    pasted = np.zeros((h, w), np.int32)
+    for win in windows:
+        y0, y1, x0, x1 = win.box
+        pasted[y0:y1, x0:x1] += win.paste
+    np.testing.assert_array_equal(pasted, hole.astype(np.int32))  # every hole pixel exactly once
+    (big,) = [win for win in windows if (win.paste & wide[win.box[0]:win.box[1], win.box[2]:win.box[3]]).any()]
+    y0, y1, x0, x1 = big.box
+    np.testing.assert_array_equal(big.paste, wide[y0:y1, x0:x1])
+    small = [win for win in windows if win is not big]
+    tiles = -(-h // (NET_TILE * size)) * -(-w // (NET_TILE * size))
+    assert 0 < len(small) <= tiles
+    for win in small:
+        y0, y1, x0, x1 = win.box
+        assert max(win.net_size) <= 2 * size and win.net_size[0] / (y1 - y0) >= size / (NET_TILE * size + 2 * 30)
+        ys, xs = np.nonzero(win.paste)
+        for lo, hi, top, limit in ((ys.min(), ys.max(), y0, h), (xs.min(), xs.max(), x0, w)):
+            assert top + lo >= margin or top == 0  # the holes' context margin, unless at the edge
+            assert top + hi + margin < limit or top + win.paste.shape[0 if limit == h else 1] == limit
+
+
+def test_crop_fills_scattered_specks_better_than_merged_regions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small holes over a large photo: the tiled windows fill them closer to the truth than
+    the region windows they would otherwise merge into (as large as the photo, downscaled)."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:900, 0:1200]
+    photo = np.stack([128 + 60 * np.sin(xx / 9.0 + c) * np.cos(yy / 13.0) for c in range(3)], -1)
+    photo = (photo + rng.normal(0, 4, photo.shape)).clip(0, 255).astype(np.uint8)
+    hole = _specks(900, 1200, 120, seed=3)
+    inpainter = Inpainter(method="pconv-smooth")
+    tiled = inpainter.inpaint(photo, hole, strategy="crop").image
+    tiles = inpainter.last_result.windows
+    monkeypatch.setattr("pconv.planning._tiled_windows", lambda index, hole, *args: ([], hole))
+    merged = inpainter.inpaint(photo, hole, strategy="crop").image
+    assert tiles > 1 and inpainter.last_result.windows == 1
+    assert hole_psnr(tiled, photo, hole) > hole_psnr(merged, photo, hole) + 0.5

@@ -9,14 +9,15 @@ does the policy around the network once, for the Python API, the CLI and the HTT
 * **Composite.** Every known pixel of the output is the input's pixel, bit for bit; only hole
   pixels come from the network.
 * **Large photos** (IOPaint's HD strategies; ``S`` = the model's training resolution,
-  ``config.image_size``):
+  ``config.image_size``); every strategy keeps each hole within the network's reach
+  (:mod:`pconv.planning` holds the rule and the windows):
 
-  - ``original``: one pass at full resolution. Best detail, but time and memory grow with the
-    photo's area, and holes far larger than those seen in training fill worse.
-  - ``crop``: one window per group of nearby holes: the holes' bounding box plus a margin
-    (``crop_margin``, default S/4), grown to at least S×S for context, and downscaled to S on its
-    long side when bigger. Cost follows the holes, not the photo: a 12-Mpx photo with a few
-    holes costs a few S×S passes. Large holes are filled at reduced resolution (softer).
+  - ``original``: the whole photo at full resolution (plus a downscaled pass for holes too
+    wide to bridge there). Best detail; time and memory grow with the photo's area.
+  - ``crop``: one window per group of nearby holes: their bounding box plus half its size
+    (at least ``crop_margin``, default S/4), at least S×S, downscaled to 2·S on its long side
+    when bigger; small holes (specks, dust) one window per tile of 4·S. Cost follows the holes,
+    not the photo.
   - ``resize``: the whole photo downscaled to S on its long side, filled, upscaled, and only the
     hole pixels pasted back. Cheapest and sees the whole scene, but fills are soft on big photos.
   - ``auto`` (default): ``original`` when the long side is at most 2·S (at most 4× the training

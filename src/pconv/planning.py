@@ -12,7 +12,9 @@ the window just enough when it is wider, and gives each hole enough of the scene
 * ``crop``: per group of nearby holes a window of the group's bounding box plus a margin of
   ``context`` × its size (at least ``crop_margin``, at least S×S), so the hole stays a modest
   share of what the network sees; downscaled to ``2·S`` on its long side when larger, and further
-  when the hole is still out of reach.
+  when the hole is still out of reach. Small holes (at most S long, within reach at full
+  resolution: specks, blemishes, dust) are gathered by tile of ``NET_TILE·S`` instead, one
+  window per tile, so that many of them cost about one pass over the photo at half resolution.
 * ``resize``: the whole photo at S on its long side (further down when the hole is out of reach).
 
 The photographic fill's texture is computed per box too (:func:`texture_boxes`): a wide hole in
@@ -30,7 +32,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Window", "plan_windows", "hole_regions", "hole_radius", "grow_box", "fit_long_side", "TextureBox",
-           "texture_boxes", "REACH", "CONTEXT", "TEXTURE_TILE"]
+           "texture_boxes", "REACH", "CONTEXT", "TEXTURE_TILE", "NET_TILE"]
 
 #: the widest hole (inscribed radius, network px) the network is asked to fill
 REACH = 48
@@ -38,6 +40,8 @@ REACH = 48
 CONTEXT = 0.5
 #: small holes' texture is computed per tile of at most this many × S a side
 TEXTURE_TILE = 6
+#: the crop strategy's small holes go to the network per tile of at most this many × S a side
+NET_TILE = 4
 
 
 def hole_radius(hole: np.ndarray) -> float:
@@ -224,9 +228,11 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
     if strategy == "resize" and size is not None:
         net = within_reach(fit_long_side(h, w, size), h, hole_radius(hole))
         return [Window(index, (0, h, 0, w), net, hole)]
-    out = []
+    out, rest = [], hole
+    if size is not None and limit is not None:
+        out, rest = _tiled_windows(index, hole, size, crop_margin, context, limit)
     min_size = size if size is not None else 0
-    for bbox, own in hole_regions(hole, merge_distance=2 * crop_margin):
+    for bbox, own in hole_regions(rest, merge_distance=2 * crop_margin):
         margin = crop_margin
         if size is not None:
             margin = max(crop_margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
@@ -295,3 +301,43 @@ def _box_for(box: Tuple[int, int, int, int], parts: list) -> TextureBox:
     for (by0, by1, bx0, bx1), own in parts:
         paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
     return TextureBox(box, paste, False)
+
+
+
+def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context: float,
+                   reach: float) -> Tuple[List[Window], np.ndarray]:
+    """The crop strategy's windows for small holes, and the holes left for its region windows.
+
+    A hole (one component) is small when it is at most S on its long side and within ``reach``
+    at full resolution. Small holes are gathered by the tile of ``NET_TILE·S`` a side that holds
+    their centre; a tile's window is the union of its holes' boxes (each grown by ``context`` ×
+    its size, at least ``margin``), at least S×S, downscaled to ``2·S`` on its long side. Merged
+    into regions instead, hundreds of specks would make windows as large as the photo, each
+    downscaled 5–6× and overlapping the others.
+    """
+    h, w = hole.shape
+    tile = NET_TILE * size
+    ny, nx = math.ceil(h / tile), math.ceil(w / tile)
+    rest = hole.copy()
+    groups: dict = {}
+    for bbox, own in hole_regions(hole, merge_distance=0):
+        y0, y1, x0, x1 = bbox
+        long = max(y1 - y0, x1 - x0)
+        if long > size or hole_radius(own) > reach:
+            continue
+        grown = grow_box(bbox, max(margin, round(context * long)), 0, h, w)
+        key = (((y0 + y1) // 2) * ny // h, ((x0 + x1) // 2) * nx // w)
+        groups.setdefault(key, []).append((bbox, own, grown))
+        rest[y0:y1, x0:x1][own] = False
+    out = []
+    for key in sorted(groups):
+        parts = groups[key]
+        union = (min(p[2][0] for p in parts), max(p[2][1] for p in parts),
+                 min(p[2][2] for p in parts), max(p[2][3] for p in parts))
+        y0, y1, x0, x1 = box = grow_box(union, 0, size, h, w)
+        paste = np.zeros((y1 - y0, x1 - x0), bool)
+        for (by0, by1, bx0, bx1), own, _ in parts:
+            paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
+        # within reach at full resolution, so within reach downscaled too
+        out.append(Window(index, box, fit_long_side(y1 - y0, x1 - x0, 2 * size), paste))
+    return out, rest
