@@ -14,6 +14,7 @@ so its peak RSS is its own).
 Run (figures in BENCHMARKS.md, "Object removal at photo resolution"):
     .venv/bin/python benchmarks/bench_object_removal.py --cache data/photo-cache --photos data/train-photos
     .venv/bin/python benchmarks/bench_object_removal.py ... --strategies   # every strategy on 2000 px, 1000x668 hole
+    .venv/bin/python benchmarks/bench_object_removal.py ... --specks   # 5 % of scattered specks instead
     .venv/bin/python benchmarks/bench_object_removal.py ... --sheet docs/contact_sheet_photo_resolution.jpg
 """
 from __future__ import annotations
@@ -113,6 +114,22 @@ def strategy_cases(photos: Sequence[Path]) -> List[Tuple[np.ndarray, np.ndarray,
         hole[(h - hh) // 2:(h - hh) // 2 + hh, (w - hw) // 2:(w - hw) // 2 + hw] = True
         out.append((rgb, hole, photo.stem))
     return out
+
+
+def speck_cases(photos: Sequence[Path], case_dir: Path) -> List[Tuple[str, str]]:
+    """Each photo at native resolution with 5 % of round specks (radius 8-40 px, seeded by its
+    index): dust, blemishes, sensor spots; the mask of benchmarks/bench_large_photo.py."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_large_photo import scattered  # noqa: E402  (a script, not a package)
+
+    cases = []
+    for k, photo in enumerate(photos):
+        w, h = Image.open(photo).size
+        hole_file = case_dir / f"{photo.stem}__specks.png"
+        if not hole_file.is_file():
+            Image.fromarray(scattered(h, w, 0.05, seed=k)).save(hole_file)
+        cases.append((str(photo), str(hole_file)))
+    return cases
 
 
 # ----------------------------------------------------------------------------------------- running
@@ -256,6 +273,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--strategies", action="store_true",
                    help="instead: every strategy of the network methods on 2000 px photos with a 1000x668 hole")
+    p.add_argument("--specks", action="store_true",
+                   help="instead: each photo with 5 %% of scattered specks of radius 8-40 px")
     p.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet of 1:1 crops here")
     p.add_argument("--sheet-cases", type=int, default=8, help="cases on the sheet (round robin over the photos)")
     p.add_argument("--limit", type=int, default=0, help="only the first N cases (quick look)")
@@ -266,8 +285,8 @@ def main(argv: List[str] | None = None) -> int:
         print(f"no held-out photos >= {MIN_LONG_SIDE} px found: run scripts/fetch_training_photos.py "
               f"--out {args.photos} --cache {args.cache} first", file=sys.stderr)
         return 2
-    case_dir = args.work / ("strategy-cases" if args.strategies else "cases")
-    out_dir = args.work / ("strategy-out" if args.strategies else "out")
+    kind = "strategy-" if args.strategies else "speck-" if args.specks else ""
+    case_dir, out_dir = args.work / f"{kind}cases", args.work / f"{kind}out"
     case_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = [m for m in args.methods.split(",") if m]
@@ -279,6 +298,9 @@ def main(argv: List[str] | None = None) -> int:
             cases.append((str(case_dir / f"{stem}.png"), str(case_dir / f"{stem}_hole.png")))
         strategies = ["auto", "original", "crop", "resize"]
         methods = [m for m in methods if m.startswith("pconv")]
+    elif args.specks:
+        cases = speck_cases(photos, case_dir)
+        strategies = ["auto"]
     else:
         for photo, mask_file in make_cases(photos, args.masks, args.per_photo, args.seed):
             w, h = Image.open(photo).size
@@ -297,9 +319,9 @@ def main(argv: List[str] | None = None) -> int:
             print(f"\n{m}:\n" + table({k: v for k, v in scores.items() if k[0] == m}, runs, "strategy"))
     else:
         print(table(scores, runs, "method"))
-    (args.work / ("strategies.json" if args.strategies else "scores.json")).write_text(json.dumps(
+    (args.work / {"strategy-": "strategies.json", "speck-": "specks.json"}.get(kind, "scores.json")).write_text(json.dumps(
         {f"{k[0]}|{k[1]}": {"rows": v, **runs[k]} for k, v in scores.items()}, indent=1))
-    if args.sheet is not None and not args.strategies:
+    if args.sheet is not None and not args.strategies and not args.specks:
         contact_sheet(sheet_cases(cases, args.sheet_cases), methods, out_dir, args.sheet)
         print(f"contact sheet: {args.sheet}", file=sys.stderr)
     return 0
