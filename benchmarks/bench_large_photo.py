@@ -1,6 +1,6 @@
 """Wall time and peak memory of ``pconv inpaint`` on a 12-megapixel photo, start-up and PNG write included.
 
-Run: .venv/bin/python benchmarks/bench_large_photo.py [--repeats 3] [--methods pconv,pconv-smooth]
+Run: .venv/bin/python benchmarks/bench_large_photo.py [--repeats 3] [--methods pconv,pconv-smooth] [--strategy auto]
 
 What: the bundled example photo upscaled to 4000×3000, three masks of the kinds a photographer paints:
 ``blobs`` (5 % of the photo in 6 elliptic blobs, as benchmarks/bench_inference.py), ``scattered``
@@ -85,11 +85,13 @@ def main() -> None:
     p.add_argument("--methods", default="pconv,pconv-smooth")
     p.add_argument("--masks", default=",".join(MASKS))
     p.add_argument("--photo", type=Path, default=ROOT / "src/pconv/assets/example.jpg")
+    p.add_argument("--strategy", default="auto", help="pconv inpaint's --strategy")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.jpg"
         Image.open(args.photo).convert("RGB").resize((W, H), Image.LANCZOS).save(photo, quality=95)
-        print(f"{args.photo.name} upscaled to {W}x{H}; python -m pconv inpaint ... -o out.png, "
+        print(f"{args.photo.name} upscaled to {W}x{H}; python -m pconv inpaint ... -o out.png "
+              f"--strategy {args.strategy}, "
               f"median of {args.repeats} (peak RSS: the largest), {os.cpu_count()} CPUs")
         for name in args.masks.split(","):
             hole = MASKS[name](H, W)
@@ -99,7 +101,7 @@ def main() -> None:
             for method in args.methods.split(","):
                 out = Path(tmp) / f"{name}-{method}.png"
                 cmd = [sys.executable, "-m", "pconv", "inpaint", str(photo), str(mask), "-o", str(out),
-                       "--overwrite", "--method", method]
+                       "--overwrite", "--method", method, "--strategy", args.strategy]
                 runs = [timed(cmd) for _ in range(args.repeats)]
                 wall = statistics.median(r[0] for r in runs)
                 rss = max(r[1] for r in runs)

@@ -174,3 +174,30 @@ def test_crop_fills_scattered_specks_better_than_merged_regions(monkeypatch: pyt
     merged = inpainter.inpaint(photo, hole, strategy="crop").image
     assert tiles > 1 and inpainter.last_result.windows == 1
     assert hole_psnr(tiled, photo, hole) > hole_psnr(merged, photo, hole) + 0.5
+
+
+def test_original_on_a_large_photo_runs_holes_within_reach_in_full_resolution_windows_around_them() -> None:
+    """Above NET_TILE·S, `original` keeps full resolution for every hole within reach but not one pass
+    over the whole photo: windows around the holes (specks by tile); a wide hole still gets its
+    downscaled pass."""
+    size, margin = 64, 16
+    h, w = NET_TILE * size + 300, NET_TILE * size + 500
+    wide = _disk(h, w, 300, 400, 120)
+    scratch = np.zeros((h, w), bool)
+    scratch[h - 40: h - 34, 100: 100 + 3 * size] = True  # within reach, longer than S: a region window
+    hole = _specks(h, w, 60) & ~_disk(h, w, 300, 400, 260) | scratch | wide
+    windows = plan_windows(0, hole, "original", size, margin)
+    pasted = np.zeros((h, w), np.int32)
+    for win in windows:
+        y0, y1, x0, x1 = win.box
+        pasted[y0:y1, x0:x1] += win.paste
+        assert _net_radius(win, hole) <= REACH + 1.5
+        if (win.paste & wide[y0:y1, x0:x1]).any():
+            assert win.box == (0, h, 0, w) and win.net_size[0] < h  # the wide hole: downscaled
+        else:
+            assert win.net_size == (y1 - y0, x1 - x0)  # full resolution
+            assert (y1 - y0) * (x1 - x0) < h * w / 2  # around the holes, not the whole photo
+    np.testing.assert_array_equal(pasted, hole.astype(np.int32))
+    small = plan_windows(0, hole[: NET_TILE * size, : NET_TILE * size], "original", size, margin)
+    assert any(win.box == (0, NET_TILE * size, 0, NET_TILE * size) and win.net_size == (NET_TILE * size,) * 2
+               for win in small)  # a photo of one tile: one full-resolution pass, as before

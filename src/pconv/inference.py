@@ -13,7 +13,8 @@ does the policy around the network once, for the Python API, the CLI and the HTT
   (:mod:`pconv.planning` holds the rule and the windows):
 
   - ``original``: the whole photo at full resolution (plus a downscaled pass for holes too
-    wide to bridge there). Best detail; time and memory grow with the photo's area.
+    wide to bridge there); above 4·S in full-resolution windows around the holes. Best detail;
+    time grows with the holes' surroundings at full resolution.
   - ``crop``: one window per group of nearby holes: their bounding box plus half its size
     (at least ``crop_margin``, default S/4), at least S×S, downscaled to 2·S on its long side
     when bigger; small holes (specks, dust) one window per tile of 4·S. Cost follows the holes,

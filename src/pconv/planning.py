@@ -8,7 +8,9 @@ distance from a hole pixel to the known region) is at most ``reach`` network pix
 the window just enough when it is wider, and gives each hole enough of the scene around it:
 
 * ``original``: the whole photo at full resolution when every hole is within reach; a photo
-  with wider holes runs once more for them, downscaled until they are within reach.
+  with wider holes runs once more for them, downscaled until they are within reach. On a photo
+  larger than ``NET_TILE·S`` the holes within reach run at full resolution in windows around
+  them instead (the crop strategy's, never downscaled): the same fill at a fraction of the cost.
 * ``crop``: per group of nearby holes a window of the group's bounding box plus a margin of
   ``context`` × its size (at least ``crop_margin``, at least S×S), so the hole stays a modest
   share of what the network sees; downscaled to ``2·S`` on its long side when larger, and further
@@ -211,11 +213,23 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
     if strategy == "original" or (strategy == "resize" and (size is None or max(h, w) <= size)):
         if limit is None:
             return [Window(index, (0, h, 0, w), (h, w), hole)]
-        regions = hole_regions(hole, merge_distance=2 * crop_margin)
+        out, rest = [], hole
+        local = strategy == "original" and max(h, w) > NET_TILE * size
+        if local:
+            # Holes within reach at full resolution in windows around them, small ones by tile:
+            # the same fill as one pass over the whole photo, without its cost (a 12 MP pass
+            # holds several GB of activations).
+            out, rest = _tiled_windows(index, hole, size, crop_margin, context, limit, downscale=False)
         near = np.zeros_like(hole)
-        out = []
-        for bbox, own in regions:
+        for bbox, own in hole_regions(rest, merge_distance=2 * crop_margin):
             radius = hole_radius(own)
+            if local and radius <= limit:
+                margin = max(crop_margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
+                y0, y1, x0, x1 = box = grow_box(bbox, margin, size, h, w)
+                paste = np.zeros((y1 - y0, x1 - x0), bool)
+                paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
+                out.append(Window(index, box, (y1 - y0, x1 - x0), paste))
+                continue
             paste = np.zeros_like(hole)
             paste[bbox[0]:bbox[1], bbox[2]:bbox[3]] = own
             if radius <= limit:
@@ -223,7 +237,7 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
             else:
                 out.append(Window(index, (0, h, 0, w), within_reach((h, w), h, radius), paste))
         if near.any():
-            out.insert(0, Window(index, (0, h, 0, w), (h, w), near))
+            out.append(Window(index, (0, h, 0, w), (h, w), near))
         return out
     if strategy == "resize" and size is not None:
         net = within_reach(fit_long_side(h, w, size), h, hole_radius(hole))
@@ -305,15 +319,16 @@ def _box_for(box: Tuple[int, int, int, int], parts: list) -> TextureBox:
 
 
 def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context: float,
-                   reach: float) -> Tuple[List[Window], np.ndarray]:
-    """The crop strategy's windows for small holes, and the holes left for its region windows.
+                   reach: float, downscale: bool = True) -> Tuple[List[Window], np.ndarray]:
+    """Windows for the small holes, and the holes left for the strategy's other windows.
 
     A hole (one component) is small when it is at most S on its long side and within ``reach``
     at full resolution. Small holes are gathered by the tile of ``NET_TILE·S`` a side that holds
     their centre; a tile's window is the union of its holes' boxes (each grown by ``context`` ×
-    its size, at least ``margin``), at least S×S, downscaled to ``2·S`` on its long side. Merged
-    into regions instead, hundreds of specks would make windows as large as the photo, each
-    downscaled 5–6× and overlapping the others.
+    its size, at least ``margin``), at least S×S, downscaled to ``2·S`` on its long side
+    (``downscale``, the crop strategy) or at full resolution (``original``). Merged into regions
+    instead, hundreds of specks would make windows as large as the photo, each downscaled 5–6×
+    and overlapping the others.
     """
     h, w = hole.shape
     tile = NET_TILE * size
@@ -339,5 +354,6 @@ def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context
         for (by0, by1, bx0, bx1), own, _ in parts:
             paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
         # within reach at full resolution, so within reach downscaled too
-        out.append(Window(index, box, fit_long_side(y1 - y0, x1 - x0, 2 * size), paste))
+        net = fit_long_side(y1 - y0, x1 - x0, 2 * size) if downscale else (y1 - y0, x1 - x0)
+        out.append(Window(index, box, net, paste))
     return out, rest
