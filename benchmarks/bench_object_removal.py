@@ -15,6 +15,7 @@ Run (figures in BENCHMARKS.md, "Object removal at photo resolution"):
     .venv/bin/python benchmarks/bench_object_removal.py --cache data/photo-cache --photos data/train-photos
     .venv/bin/python benchmarks/bench_object_removal.py ... --strategies   # every strategy on 2000 px, 1000x668 hole
     .venv/bin/python benchmarks/bench_object_removal.py ... --specks   # 5 % of scattered specks instead
+    .venv/bin/python benchmarks/bench_object_removal.py ... --specks --strategies   # every strategy on them
     .venv/bin/python benchmarks/bench_object_removal.py ... --sheet docs/contact_sheet_photo_resolution.jpg
 """
 from __future__ import annotations
@@ -272,7 +273,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "object-removal", help="outputs and cases")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--strategies", action="store_true",
-                   help="instead: every strategy of the network methods on 2000 px photos with a 1000x668 hole")
+                   help="instead: every strategy of the network methods on 2000 px photos with a 1000x668 hole "
+                        "(with --specks: on the speck cases)")
     p.add_argument("--specks", action="store_true",
                    help="instead: each photo with 5 %% of scattered specks of radius 8-40 px")
     p.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet of 1:1 crops here")
@@ -285,22 +287,23 @@ def main(argv: List[str] | None = None) -> int:
         print(f"no held-out photos >= {MIN_LONG_SIDE} px found: run scripts/fetch_training_photos.py "
               f"--out {args.photos} --cache {args.cache} first", file=sys.stderr)
         return 2
-    kind = "strategy-" if args.strategies else "speck-" if args.specks else ""
+    kind = ("speck-" if args.specks else "") + ("strategy-" if args.strategies else "")
     case_dir, out_dir = args.work / f"{kind}cases", args.work / f"{kind}out"
     case_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = [m for m in args.methods.split(",") if m]
     cases: List[Tuple[str, str]] = []
+    strategies = ["auto"]
     if args.strategies:
+        strategies = ["auto", "original", "crop", "resize"]
+        methods = [m for m in methods if m.startswith("pconv")]
+    if args.specks:
+        cases = speck_cases(photos, case_dir)
+    elif args.strategies:
         for rgb, hole, stem in strategy_cases(photos):
             Image.fromarray(rgb).save(case_dir / f"{stem}.png")
             Image.fromarray(hole.astype(np.uint8) * 255).save(case_dir / f"{stem}_hole.png")
             cases.append((str(case_dir / f"{stem}.png"), str(case_dir / f"{stem}_hole.png")))
-        strategies = ["auto", "original", "crop", "resize"]
-        methods = [m for m in methods if m.startswith("pconv")]
-    elif args.specks:
-        cases = speck_cases(photos, case_dir)
-        strategies = ["auto"]
     else:
         for photo, mask_file in make_cases(photos, args.masks, args.per_photo, args.seed):
             w, h = Image.open(photo).size
@@ -308,7 +311,6 @@ def main(argv: List[str] | None = None) -> int:
             if not hole_file.is_file():
                 Image.fromarray(object_hole(mask_file, h, w).astype(np.uint8) * 255).save(hole_file)
             cases.append((str(photo), str(hole_file)))
-        strategies = ["auto"]
     if args.limit:
         cases = cases[: args.limit]
     print(f"{len(cases)} cases from {len(photos)} photos; methods {', '.join(methods)}", file=sys.stderr)
@@ -319,7 +321,7 @@ def main(argv: List[str] | None = None) -> int:
             print(f"\n{m}:\n" + table({k: v for k, v in scores.items() if k[0] == m}, runs, "strategy"))
     else:
         print(table(scores, runs, "method"))
-    (args.work / {"strategy-": "strategies.json", "speck-": "specks.json"}.get(kind, "scores.json")).write_text(json.dumps(
+    (args.work / f"{kind or 'object-'}scores.json").write_text(json.dumps(
         {f"{k[0]}|{k[1]}": {"rows": v, **runs[k]} for k, v in scores.items()}, indent=1))
     if args.sheet is not None and not args.strategies and not args.specks:
         contact_sheet(sheet_cases(cases, args.sheet_cases), methods, out_dir, args.sheet)
