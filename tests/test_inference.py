@@ -431,3 +431,22 @@ def test_progress_callback_rises_to_one_and_can_cancel():
 
     with pytest.raises(Stop):
         inpainter.inpaint(rgb, hole, progress=cancel)
+
+
+def test_windows_larger_than_2s_run_in_smaller_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds batch_size windows of up to 2·S a side and proportionally fewer larger ones,
+    so full-resolution windows of a large photo run one at a time (memory of one window)."""
+    from pconv.planning import Window
+
+    inpainter = Inpainter(method="pconv-smooth", batch_size=4)
+    s2 = 2 * inpainter.image_size
+    rgb = _img(3 * s2, 3 * s2, seed=1)
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[10:20, 10:20] = True
+    sizes = [(2 * s2, 2 * s2)] * 3 + [(s2, s2 // 2)] * 5 + [(s2, s2)] * 4
+    windows = [Window(0, (0, h, 0, w), (h, w), hole[:h, :w]) for h, w in sizes]
+    seen = []
+    real = inpainter._fill
+    monkeypatch.setattr(inpainter, "_fill", lambda rgbs, holes: seen.append((rgbs[0].shape[:2], len(rgbs))) or real(rgbs, holes))
+    inpainter._execute(windows, [rgb], [hole])
+    assert sorted(seen) == sorted([((2 * s2, 2 * s2), 1)] * 3 + [((s2, s2 // 2), 4), ((s2, s2 // 2), 1), ((s2, s2), 4)])

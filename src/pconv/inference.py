@@ -212,7 +212,7 @@ class Inpainter:
     alone); ``seed``: its random draw (results are
     deterministic for a seed). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
     ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
-    together. ``crop_margin``: context around each hole group for the crop strategy (default S/4).
+    together (of windows larger than 2·S a side, proportionally fewer). ``crop_margin``: context around each hole group for the crop strategy (default S/4).
     ``flip_average``: also run the mirror image and average the two fills (test-time augmentation:
     twice the compute; the result is exactly mirror-symmetric: filling a mirrored photo gives the
     mirrored fill).
@@ -464,9 +464,13 @@ class Inpainter:
             groups.setdefault(self._padded(win.net_size), []).append(win)
         done = 0
         share = 0.6 if self.texture is not None else 1.0
-        for _shape, group in groups.items():
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start:start + self.batch_size]
+        # A batch holds batch_size windows of up to 2·S a side, fewer of larger ones (one at least):
+        # full-resolution windows of 1000+ px run alone, so memory follows one window.
+        budget = self.batch_size * (2 * (self.image_size or 256)) ** 2
+        for (ph, pw), group in groups.items():
+            step = max(1, min(self.batch_size, budget // (ph * pw)))
+            for start in range(0, len(group), step):
+                chunk = group[start:start + step]
                 if report is not None:
                     report(share * done / max(1, len(windows)), "network")
                 done += len(chunk)
