@@ -212,7 +212,8 @@ class Inpainter:
     alone); ``seed``: its random draw (results are
     deterministic for a seed). ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto".
     ``precision``: "auto", "fp32", "bf16" (CPU/GPU) or "fp16" (GPU). ``batch_size``: windows run
-    together (of windows larger than 2·S a side, proportionally fewer). ``crop_margin``: context around each hole group for the crop strategy (default S/4).
+    together (of windows larger than 2·S a side, proportionally fewer). ``crop_margin``: context
+    around each hole group for the crop strategy (default S/4).
     ``flip_average``: also run the mirror image and average the two fills (test-time augmentation:
     twice the compute; the result is exactly mirror-symmetric: filling a mirrored photo gives the
     mirrored fill).

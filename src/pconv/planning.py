@@ -294,15 +294,7 @@ def texture_boxes(hole: np.ndarray, size: int, margin: int, wide_radius: float) 
         boxes.append(_box_for(grow_box(bbox, grow, 2 * size, h, w), [(bbox, own)]))
         boxes[-1].wide = True
         rest[y0:y1, x0:x1][own] = False
-    tile = TEXTURE_TILE * size
-    ny, nx = math.ceil(h / tile), math.ceil(w / tile)
-    groups: dict = {}
-    for bbox, own in hole_regions(rest, merge_distance=0):
-        y0, y1, x0, x1 = bbox
-        key = (((y0 + y1) // 2) * ny // h, ((x0 + x1) // 2) * nx // w)
-        groups.setdefault(key, []).append((bbox, own))
-    for key in sorted(groups):
-        parts = groups[key]
+    for parts in _by_tile(hole_regions(rest, merge_distance=0), TEXTURE_TILE * size, h, w):
         grown = [grow_box(b, max(margin, (b[1] - b[0]) // 2, (b[3] - b[2]) // 2), 0, h, w) for b, _ in parts]
         union = (min(g[0] for g in grown), max(g[1] for g in grown), min(g[2] for g in grown), max(g[3] for g in grown))
         boxes.append(_box_for(grow_box(union, 0, 2 * size, h, w), parts))
@@ -316,6 +308,16 @@ def _box_for(box: Tuple[int, int, int, int], parts: list) -> TextureBox:
         paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
     return TextureBox(box, paste, False)
 
+
+def _by_tile(parts: list, tile: int, h: int, w: int) -> List[list]:
+    """``parts`` (tuples starting with a bbox) grouped by the tile of a grid of at most ``tile`` px
+    (an even split of the photo) that holds each bbox's centre, in the tiles' order."""
+    ny, nx = math.ceil(h / tile), math.ceil(w / tile)
+    groups: dict = {}
+    for part in parts:
+        y0, y1, x0, x1 = part[0]
+        groups.setdefault((((y0 + y1) // 2) * ny // h, ((x0 + x1) // 2) * nx // w), []).append(part)
+    return [groups[key] for key in sorted(groups)]
 
 
 def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context: float,
@@ -331,22 +333,17 @@ def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context
     and overlapping the others.
     """
     h, w = hole.shape
-    tile = NET_TILE * size
-    ny, nx = math.ceil(h / tile), math.ceil(w / tile)
     rest = hole.copy()
-    groups: dict = {}
+    small = []
     for bbox, own in hole_regions(hole, merge_distance=0):
         y0, y1, x0, x1 = bbox
         long = max(y1 - y0, x1 - x0)
         if long > size or hole_radius(own) > reach:
             continue
-        grown = grow_box(bbox, max(margin, round(context * long)), 0, h, w)
-        key = (((y0 + y1) // 2) * ny // h, ((x0 + x1) // 2) * nx // w)
-        groups.setdefault(key, []).append((bbox, own, grown))
+        small.append((bbox, own, grow_box(bbox, max(margin, round(context * long)), 0, h, w)))
         rest[y0:y1, x0:x1][own] = False
     out = []
-    for key in sorted(groups):
-        parts = groups[key]
+    for parts in _by_tile(small, NET_TILE * size, h, w):
         union = (min(p[2][0] for p in parts), max(p[2][1] for p in parts),
                  min(p[2][2] for p in parts), max(p[2][3] for p in parts))
         y0, y1, x0, x1 = box = grow_box(union, 0, size, h, w)
