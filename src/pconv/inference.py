@@ -13,12 +13,12 @@ does the policy around the network once, for the Python API, the CLI and the HTT
   (:mod:`pconv.planning` holds the rule and the windows):
 
   - ``original``: the whole photo at full resolution (plus a downscaled pass for holes too
-    wide to bridge there); above 4·S in full-resolution windows around the holes. Best detail;
+    wide to bridge there); above 6·S in full-resolution windows around the holes. Best detail;
     time grows with the holes' surroundings at full resolution.
   - ``crop``: one window per group of nearby holes: their bounding box plus half its size
     (at least ``crop_margin``, default S/4), at least S×S, downscaled to 2·S on its long side
-    when bigger; small holes (specks, dust) one window per tile of 4·S. Cost follows the holes,
-    not the photo.
+    when bigger; small holes (specks, dust) one window per tile of 6·S, downscaled to 3·S.
+    Cost follows the holes, not the photo.
   - ``resize``: the whole photo downscaled to S on its long side, filled, upscaled, and only the
     hole pixels pasted back. Cheapest and sees the whole scene, but fills are soft on big photos.
   - ``auto`` (default): ``original`` when the long side is at most 2·S (at most 4× the training

@@ -16,7 +16,8 @@ the window just enough when it is wider, and gives each hole enough of the scene
   share of what the network sees; downscaled to ``2·S`` on its long side when larger, and further
   when the hole is still out of reach. Small holes (at most S long, within reach at full
   resolution: specks, blemishes, dust) are gathered by tile of ``NET_TILE·S`` instead, one
-  window per tile, so that many of them cost about one pass over the photo at half resolution.
+  window per tile downscaled to ``NET_TILE_SIDE·S``, so that many of them cost about one pass
+  over the photo at half resolution.
 * ``resize``: the whole photo at S on its long side (further down when the hole is out of reach).
 
 The photographic fill's texture is computed per box too (:func:`texture_boxes`): a wide hole in
@@ -34,7 +35,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Window", "plan_windows", "hole_regions", "hole_radius", "grow_box", "fit_long_side", "TextureBox",
-           "texture_boxes", "REACH", "CONTEXT", "TEXTURE_TILE", "NET_TILE"]
+           "texture_boxes", "REACH", "CONTEXT", "TEXTURE_TILE", "NET_TILE", "NET_TILE_SIDE"]
 
 #: the widest hole (inscribed radius, network px) the network is asked to fill
 REACH = 48
@@ -42,8 +43,10 @@ REACH = 48
 CONTEXT = 0.5
 #: small holes' texture is computed per tile of at most this many × S a side
 TEXTURE_TILE = 6
-#: the crop strategy's small holes go to the network per tile of at most this many × S a side
-NET_TILE = 4
+#: small holes go to the network per tile of at most this many × S a side ...
+NET_TILE = 6
+#: ... in a window downscaled to this many × S on its long side (crop strategy; experiment 29)
+NET_TILE_SIDE = 3
 
 
 def hole_radius(hole: np.ndarray) -> float:
@@ -327,8 +330,8 @@ def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context
     A hole (one component) is small when it is at most S on its long side and within ``reach``
     at full resolution. Small holes are gathered by the tile of ``NET_TILE·S`` a side that holds
     their centre; a tile's window is the union of its holes' boxes (each grown by ``context`` ×
-    its size, at least ``margin``), at least S×S, downscaled to ``2·S`` on its long side
-    (``downscale``, the crop strategy) or at full resolution (``original``). Merged into regions
+    its size, at least ``margin``), at least S×S, downscaled to ``NET_TILE_SIDE·S`` on its long
+    side (``downscale``, the crop strategy) or at full resolution (``original``). Merged into regions
     instead, hundreds of specks would make windows as large as the photo, each downscaled 5–6×
     and overlapping the others.
     """
@@ -351,6 +354,6 @@ def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context
         for (by0, by1, bx0, bx1), own, _ in parts:
             paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
         # within reach at full resolution, so within reach downscaled too
-        net = fit_long_side(y1 - y0, x1 - x0, 2 * size) if downscale else (y1 - y0, x1 - x0)
+        net = fit_long_side(y1 - y0, x1 - x0, NET_TILE_SIDE * size) if downscale else (y1 - y0, x1 - x0)
         out.append(Window(index, box, net, paste))
     return out, rest
