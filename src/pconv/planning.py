@@ -227,11 +227,8 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
         for bbox, own in hole_regions(rest, merge_distance=2 * crop_margin):
             radius = hole_radius(own)
             if local and radius <= limit:
-                margin = max(crop_margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
-                y0, y1, x0, x1 = box = grow_box(bbox, margin, size, h, w)
-                paste = np.zeros((y1 - y0, x1 - x0), bool)
-                paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
-                out.append(Window(index, box, (y1 - y0, x1 - x0), paste))
+                y0, y1, x0, x1 = box = grow_box(bbox, _context(bbox, crop_margin, context), size, h, w)
+                out.append(Window(index, box, (y1 - y0, x1 - x0), _paste_mask(box, [(bbox, own)])))
                 continue
             paste = np.zeros_like(hole)
             paste[bbox[0]:bbox[1], bbox[2]:bbox[3]] = own
@@ -250,13 +247,9 @@ def plan_windows(index: int, hole: np.ndarray, strategy: str, size: Optional[int
         out, rest = _tiled_windows(index, hole, size, crop_margin, context, limit)
     min_size = size if size is not None else 0
     for bbox, own in hole_regions(rest, merge_distance=2 * crop_margin):
-        margin = crop_margin
-        if size is not None:
-            margin = max(crop_margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
-        box = grow_box(bbox, margin, min_size, h, w)
-        y0, y1, x0, x1 = box
-        paste = np.zeros((y1 - y0, x1 - x0), bool)
-        paste[bbox[0] - y0: bbox[1] - y0, bbox[2] - x0: bbox[3] - x0] = own
+        margin = crop_margin if size is None else _context(bbox, crop_margin, context)
+        y0, y1, x0, x1 = box = grow_box(bbox, margin, min_size, h, w)
+        paste = _paste_mask(box, [(bbox, own)])
         if size is None:
             out.append(Window(index, box, (y1 - y0, x1 - x0), paste))
             continue
@@ -293,23 +286,32 @@ def texture_boxes(hole: np.ndarray, size: int, margin: int, wide_radius: float) 
         if hole_radius(own) < wide_radius:
             continue
         y0, y1, x0, x1 = bbox
-        grow = max(margin, (y1 - y0) // 2, (x1 - x0) // 2)
-        boxes.append(_box_for(grow_box(bbox, grow, 2 * size, h, w), [(bbox, own)]))
-        boxes[-1].wide = True
+        box = grow_box(bbox, max(margin, (y1 - y0) // 2, (x1 - x0) // 2), 2 * size, h, w)
+        boxes.append(TextureBox(box, _paste_mask(box, [(bbox, own)]), wide=True))
         rest[y0:y1, x0:x1][own] = False
     for parts in _by_tile(hole_regions(rest, merge_distance=0), TEXTURE_TILE * size, h, w):
-        grown = [grow_box(b, max(margin, (b[1] - b[0]) // 2, (b[3] - b[2]) // 2), 0, h, w) for b, _ in parts]
-        union = (min(g[0] for g in grown), max(g[1] for g in grown), min(g[2] for g in grown), max(g[3] for g in grown))
-        boxes.append(_box_for(grow_box(union, 0, 2 * size, h, w), parts))
+        union = _union([grow_box(b, max(margin, (b[1] - b[0]) // 2, (b[3] - b[2]) // 2), 0, h, w) for b, _ in parts])
+        box = grow_box(union, 0, 2 * size, h, w)
+        boxes.append(TextureBox(box, _paste_mask(box, parts), wide=False))
     return boxes
 
 
-def _box_for(box: Tuple[int, int, int, int], parts: list) -> TextureBox:
+def _context(bbox: Tuple[int, int, int, int], margin: int, context: float) -> int:
+    """The context margin around a hole's bounding box: ``context`` × its long side, at least ``margin``."""
+    return max(margin, round(context * max(bbox[1] - bbox[0], bbox[3] - bbox[2])))
+
+
+def _union(boxes: List[Tuple[int, int, int, int]]) -> Tuple[int, int, int, int]:
+    return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def _paste_mask(box: Tuple[int, int, int, int], parts: list) -> np.ndarray:
+    """Bool, ``box``-shaped: the pixels of ``parts`` ((bbox, own) pairs, ``own`` bbox-shaped) inside it."""
     y0, y1, x0, x1 = box
     paste = np.zeros((y1 - y0, x1 - x0), bool)
     for (by0, by1, bx0, bx1), own in parts:
         paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
-    return TextureBox(box, paste, False)
+    return paste
 
 
 def _by_tile(parts: list, tile: int, h: int, w: int) -> List[list]:
@@ -340,19 +342,14 @@ def _tiled_windows(index: int, hole: np.ndarray, size: int, margin: int, context
     small = []
     for bbox, own in hole_regions(hole, merge_distance=0):
         y0, y1, x0, x1 = bbox
-        long = max(y1 - y0, x1 - x0)
-        if long > size or hole_radius(own) > reach:
+        if max(y1 - y0, x1 - x0) > size or hole_radius(own) > reach:
             continue
-        small.append((bbox, own, grow_box(bbox, max(margin, round(context * long)), 0, h, w)))
+        small.append((bbox, own, grow_box(bbox, _context(bbox, margin, context), 0, h, w)))
         rest[y0:y1, x0:x1][own] = False
     out = []
     for parts in _by_tile(small, NET_TILE * size, h, w):
-        union = (min(p[2][0] for p in parts), max(p[2][1] for p in parts),
-                 min(p[2][2] for p in parts), max(p[2][3] for p in parts))
-        y0, y1, x0, x1 = box = grow_box(union, 0, size, h, w)
-        paste = np.zeros((y1 - y0, x1 - x0), bool)
-        for (by0, by1, bx0, bx1), own, _ in parts:
-            paste[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] |= own
+        y0, y1, x0, x1 = box = grow_box(_union([grown for _, _, grown in parts]), 0, size, h, w)
+        paste = _paste_mask(box, [(bbox, own) for bbox, own, _ in parts])
         # within reach at full resolution, so within reach downscaled too
         net = fit_long_side(y1 - y0, x1 - x0, NET_TILE_SIDE * size) if downscale else (y1 - y0, x1 - x0)
         out.append(Window(index, box, net, paste))
