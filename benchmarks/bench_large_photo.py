@@ -28,17 +28,10 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_png import blobs  # noqa: E402  (a script, not a package; bench_inference.py's six blobs)
+
 H, W = 3000, 4000
-
-
-def blobs(h: int, w: int) -> np.ndarray:
-    """5 % of the photo in 6 elliptic blobs."""
-    hole = np.zeros((h, w), np.uint8)
-    r = int(np.sqrt(0.05 * h * w / 6 / np.pi))
-    for i in range(6):
-        cy, cx = int((i // 3 + 0.5) / 2 * h), int((i % 3 + 0.5) / 3 * w)
-        cv2.ellipse(hole, (cx, cy), (int(r * 1.3), int(r / 1.3)), 30 * i, 0, 360, 255, -1)
-    return hole
 
 
 def scattered(h: int, w: int, share: float = 0.05, seed: int = 0) -> np.ndarray:

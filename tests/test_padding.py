@@ -224,10 +224,10 @@ def test_onnx_export_follows_the_input_size():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, torch.randn(1, 3, 12, 12), buf, input_names=["x"], output_names=["y"], dynamo=False,
                           dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}})
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 12, 12), (2, 3, 9, 14)]:
         x = torch.randn(shape)
-        y = session.run(["y"], {"x": x.numpy()})[0]
+        y = runtime.run(["y"], {"x": x.numpy()})[0]
         torch.testing.assert_close(torch.from_numpy(y), net(x), rtol=1e-4, atol=1e-5)
 
 
