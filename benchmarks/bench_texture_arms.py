@@ -1,4 +1,4 @@
-"""Benchmark: the arms that chose ``TextureConfig``'s defaults (docs/experiments.md, experiments 22 and 24–28).
+"""Benchmark: the arms that chose ``TextureConfig``'s defaults (docs/experiments.md, experiments 22, 24–28 and 30).
 
 Each arm is a ``TextureConfig``; every arm runs on the same cases, over the network's fill computed
 once per case (``Inpainter(method="pconv-smooth")``), with the detail transfer on top, as
@@ -8,7 +8,7 @@ MI-GAN's own Places cases at native size. Per arm: mean PSNR, median detail rati
 distance (×10⁻³) per bucket and per MI-GAN set, as ``pconv evaluate`` scores them.
 
 The arms that came before a later setting run with that setting off (``mid_gain=0``,
-``max_repeat=0``, ``energy_weight=0``), as they ran then. Two of experiment 22's arms are not
+``max_repeat=0``, ``energy_weight=0``, ``energy_mean="rms"``), as they ran then. Two of experiment 22's arms are not
 settings and are not here: re-ranking the edge blocks by squared error, and adding the detail to
 the network's low-pass. A full run (240 + 36 cases, every arm) takes hours on two cores;
 ``--per-bucket`` and ``--migan`` take fewer cases.
@@ -37,6 +37,7 @@ MIGAN_SETS = ("places2_256_freeform", "places2_512_freeform")
 BEFORE_MID = dict(mid_gain=0.0, max_repeat=0.0, energy_weight=0.0)
 BEFORE_LIMIT = dict(max_repeat=0.0, energy_weight=0.0)
 BEFORE_STRENGTH = dict(energy_weight=0.0)
+BEFORE_GEOMETRIC = dict(energy_mean="rms")
 #: experiment -> [(arm, TextureConfig settings)]
 EXPERIMENTS: Dict[str, List[Tuple[str, Dict[str, float]]]] = {
     "22": [("independent draws (no edge re-ranking, no coherence)", {**BEFORE_MID, "propagation": 0, "edge_known": 1.0}),
@@ -64,10 +65,12 @@ EXPERIMENTS: Dict[str, List[Tuple[str, Dict[str, float]]]] = {
            ("limit 4 x, context 5 blocks", {**BEFORE_STRENGTH, "context": 5}),
            ("limit 4 x, context 7 blocks", {**BEFORE_STRENGTH, "context": 7})],
     "28": [("colours only", {"energy_weight": 0.0}),
-           ("strength x 3, sigma 16", {"energy_weight": 3.0, "energy_sigma": 16.0}),
-           ("strength x 3, sigma 32", {"energy_weight": 3.0, "energy_sigma": 32.0}),
-           ("strength x 6, sigma 16", {"energy_weight": 6.0, "energy_sigma": 16.0}),
-           ("strength x 6, sigma 32 (chosen, the default)", {})],
+           ("strength x 3, sigma 16", {**BEFORE_GEOMETRIC, "energy_weight": 3.0, "energy_sigma": 16.0}),
+           ("strength x 3, sigma 32", {**BEFORE_GEOMETRIC, "energy_weight": 3.0, "energy_sigma": 32.0}),
+           ("strength x 6, sigma 16", {**BEFORE_GEOMETRIC, "energy_weight": 6.0, "energy_sigma": 16.0}),
+           ("strength x 6, sigma 32 (chosen)", dict(BEFORE_GEOMETRIC))],
+    "30": [("strength as RMS", dict(BEFORE_GEOMETRIC)),
+           ("strength as geometric mean (the default)", {})],
 }
 
 

@@ -49,6 +49,9 @@ left off):
 - energy_weight ignored (as 6): detail_strength_descriptor_follows_energy_weight_and_energy_sigma
 - energy_sigma ignored: detail_strength_descriptor_follows_energy_weight_and_energy_sigma,
   every_setting_reaches_the_result[energy_sigma-8.0]
+- energy_mean ignored (as the RMS): a_few_strong_edges_beside_a_hole_do_not_call_rough_texture_into_it
+- the geometric strength without its scale to the RMS:
+  geometric_strength_reads_dense_detail_as_the_rms_and_a_few_edges_low
 - detail strength reads the hole's pixels too: detail_strength_is_the_known_detail_rms_nearby,
   edge_blocks_continue_the_known_texture_across_the_edge
 - no source cap: the_source_cap_holds_on_large_photos
@@ -186,6 +189,8 @@ def test_bad_input_and_settings_are_clear_errors():
         TextureConfig(energy_sigma=0)
     with pytest.raises(PConvError, match="energy_weight"):
         TextureConfig(energy_weight=-1)
+    with pytest.raises(PConvError, match="energy_mean"):
+        TextureConfig(energy_mean="median")
     with pytest.raises(PConvError, match="mid_gain"):
         TextureConfig(mid_gain=-0.5)
     with pytest.raises(PConvError, match="spread"):
@@ -337,9 +342,54 @@ def test_detail_strength_is_the_known_detail_rms_nearby():
     hole = np.zeros((64, 64), bool)
     hole[24:40, 24:40] = True
     detail[:, hole] = 5.0  # what the hole holds is never read
-    s = detail_strength(detail, hole, sigma=4.0).numpy()
+    s = detail_strength(detail, hole, sigma=4.0, mean="rms").numpy()
     assert s[2, 30] < 1e-6 and abs(s[60, 30] - 0.1) < 1e-4  # far from the border: the side's own RMS
     assert s[26, 30] < 0.03 < 0.07 < s[37, 30] < 0.1 + 1e-6  # inside the hole: the nearer side's
+
+
+def test_geometric_strength_reads_dense_detail_as_the_rms_and_a_few_edges_low():
+    """On Gaussian noise the geometric strength equals the RMS (within the floor's few per cent);
+    two thin strong lines across smooth ground raise the RMS, barely the geometric mean; the hole's
+    pixels are never read, and far inside a hole the strength falls to 0 as the RMS does."""
+    g = torch.Generator().manual_seed(0)
+    detail = torch.zeros(3, 96, 96)
+    detail[:, :, 48:] = torch.randn(96, 48, generator=g) * 0.05  # rough ground, right
+    detail[:, 40:42, :48] = 0.4  # two lines across smooth ground, left
+    detail[:, 60:62, :48] = -0.4
+    hole = np.zeros((96, 96), bool)
+    rms = detail_strength(detail, hole, 8.0, "rms")
+    geo = detail_strength(detail, hole, 8.0, "geometric")
+    assert abs(float(geo[50, 80] / rms[50, 80]) - 1) < 0.12  # dense detail: alike
+    assert float(rms[50, 20]) > 0.1 and float(geo[50, 20]) < 0.25 * float(rms[50, 20])  # sparse edges
+    hole[:, 44:] = True
+    inside = detail_strength(detail, hole, 8.0, "geometric")
+    detail[:, hole] = 5.0
+    torch.testing.assert_close(detail_strength(detail, hole, 8.0, "geometric"), inside)  # the hole is never read
+    assert float(inside[:, 90:].max()) < 1e-4  # far inside: 0
+
+
+def test_a_few_strong_edges_beside_a_hole_do_not_call_rough_texture_into_it():
+    """Flat ground with thin dark lines (another object's outline left beside the hole) on the
+    left, rough ground of the same mean on the right, and a hole in the flat ground below the
+    lines. By the RMS the lines make the place look rough and the hole copies rough ground; by the
+    geometric mean (the default) it stays as smooth as the ground around it."""
+    rng = np.random.default_rng(0)
+    size = 192
+    photo = np.full((size, size, 3), 128.0)
+    photo[:, 128:] += rng.normal(0, 25, (size, size - 128, 1))
+    for y in (50, 56, 62):
+        photo[y:y + 2, 0:90] = 40.0
+    photo = photo.clip(0, 255).round().astype(np.uint8)
+    hole = np.zeros((size, size), bool)
+    hole[64:140, 8:80] = True
+    fill = photo.copy()
+    fill[hole] = 128
+    inner = hole.copy()
+    inner[64:76] = False  # off the edge blocks, which continue the lines
+    rough = hole_detail(photo, np.arange(size)[None, :].repeat(size, 0) >= 128)
+    geometric = hole_detail(transfer_detail(fill, hole), inner)
+    rms = hole_detail(transfer_detail(fill, hole, TextureConfig(energy_mean="rms")), inner)
+    assert rms > 0.08 * rough and geometric < 0.05 * rms
 
 
 def test_each_side_of_a_hole_copies_the_texture_beside_it():

@@ -61,6 +61,9 @@ class TextureConfig:
     context: int = 3            #: descriptor window, in blocks (odd): the block and its neighbours
     energy_weight: float = 6.0  #: weight of the known detail's strength in the descriptor; 0 = colours only
     energy_sigma: float = 32.0  #: ... smoothed over this Gaussian sigma (px)
+    #: ... as a geometric mean of the detail's magnitude ("geometric"), which a few strong edges
+    #: (an object's outline beside smooth ground) barely raise, or as its RMS ("rms")
+    energy_mean: str = "geometric"
     candidates: int = 4         #: draw the source among this many nearest descriptors
     source_stride: int = 4      #: sources are taken on a grid of this stride (px)
     max_sources: int = 8000     #: cap on the number of source blocks (their stride grows beyond it)
@@ -95,6 +98,8 @@ class TextureConfig:
             raise PConvError("texture gain and min_width must be >= 0")
         if self.energy_weight < 0 or self.energy_sigma <= 0:
             raise PConvError("texture energy_weight must be >= 0 and energy_sigma > 0")
+        if self.energy_mean not in ("geometric", "rms"):
+            raise PConvError(f"texture energy_mean must be 'geometric' or 'rms', got {self.energy_mean!r}")
         if self.mid_sigma <= self.sigma:
             raise PConvError(f"texture mid_sigma must be > sigma ({self.sigma}), got {self.mid_sigma}")
         if self.mid_gain < 0 or self.mid_start < 0 or self.mid_ramp <= 0:
@@ -150,13 +155,33 @@ def mid_weight(hole: np.ndarray, start: float, ramp: float) -> torch.Tensor:
     return torch.from_numpy(np.clip((depth - start) / ramp, 0.0, 1.0)).float()
 
 
-def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float) -> torch.Tensor:
-    """(H, W) RMS of the known pixels' grey detail around every pixel (a Gaussian of ``sigma``
-    weighting the known pixels only): how rough the photo is near each place, holes included."""
+def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float, mean: str = "rms") -> torch.Tensor:
+    """(H, W) strength of the known pixels' grey detail around every pixel (a Gaussian of ``sigma``
+    weighting the known pixels only): how rough the photo is near each place, holes included.
+
+    ``mean="rms"``: the root of the mean square. ``"geometric"``: the geometric mean of the
+    magnitude, scaled by the factor that makes both equal on Gaussian noise; rough ground (dense
+    detail) reads alike either way, while a few strong edges in smooth surroundings (an object's
+    outline beside a blurred background) raise the RMS far more than the geometric mean."""
     known = torch.from_numpy(~hole).float()[None, None]
-    energy = known * detail.mean(0)[None, None] ** 2
-    mean_square = gaussian_blur(energy, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)
-    return mean_square.clamp_min(0).sqrt()[0, 0]
+    weight = gaussian_blur(known, sigma).clamp_min(1e-3)
+    grey = detail.mean(0)[None, None]
+    if mean == "rms":
+        mean_square = gaussian_blur(known * grey ** 2, sigma) / weight
+        return mean_square.clamp_min(0).sqrt()[0, 0]
+    if mean != "geometric":
+        raise PConvError(f"detail strength mean must be 'geometric' or 'rms', got {mean!r}")
+    # Logarithms above the floor's (>= 0), so that far inside a hole, where the weight is clamped,
+    # the strength falls to 0 as the RMS does.
+    log_mag = known * torch.log1p(grey.abs() / _MAGNITUDE_FLOOR)
+    geometric = _MAGNITUDE_FLOOR * torch.expm1(gaussian_blur(log_mag, sigma) / weight)
+    return (geometric * _GEOMETRIC_TO_RMS)[0, 0]
+
+
+#: The geometric mean's floor (a quarter of one grey level) and its ratio to the RMS on Gaussian
+#: noise: E[log|X|] = log σ − (γ + log 2) / 2 for X ~ N(0, σ²).
+_MAGNITUDE_FLOOR = 0.25 / 255.0
+_GEOMETRIC_TO_RMS = math.exp((0.5772156649 + math.log(2.0)) / 2.0)
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -243,7 +268,7 @@ def _prepare(image: np.ndarray, hole: np.ndarray, b: int, cfg: TextureConfig) ->
     detail = layers[:3]
     planes = list(low[0])
     if cfg.energy_weight > 0:
-        planes.append(cfg.energy_weight * detail_strength(detail, hole, cfg.energy_sigma))
+        planes.append(cfg.energy_weight * detail_strength(detail, hole, cfg.energy_sigma, cfg.energy_mean))
     pooled = torch.empty(len(planes), h + ctx + 2 * margin - cell + 1, w + ctx + 2 * margin - cell + 1)
     for i, plane in enumerate(planes):
         padded = F.pad(plane[None, None], (margin, margin + ctx, margin, margin + ctx), mode="replicate")
