@@ -17,6 +17,7 @@ Run (figures in BENCHMARKS.md, "Object removal at photo resolution"):
     .venv/bin/python benchmarks/bench_object_removal.py ... --specks   # 5 % of scattered specks instead
     .venv/bin/python benchmarks/bench_object_removal.py ... --specks --strategies   # every strategy on them
     .venv/bin/python benchmarks/bench_object_removal.py ... --sheet docs/contact_sheet_photo_resolution.jpg
+    .venv/bin/python benchmarks/bench_object_removal.py ... --agreements 0,12,24,48   # experiment 31
 """
 from __future__ import annotations
 
@@ -135,15 +136,26 @@ def speck_cases(photos: Sequence[Path], case_dir: Path) -> List[Tuple[str, str]]
 
 # ----------------------------------------------------------------------------------------- running
 def _run_method(job: Tuple[str, List[Tuple[str, str]], str, str, Dict[str, str]]) -> Dict[str, object]:
-    """Child process: fill every case with one method, write PNGs, return seconds and peak RSS."""
-    method, cases, out_dir, strategy, options = job
+    """Child process: fill every case with one method, write PNGs, return seconds and peak RSS.
+
+    ``variant`` names the outputs: a strategy, or (with ``options["agreement"]``) an agreement
+    scale of PatchMatch's band, run with the default strategy."""
+    method, cases, out_dir, variant, options = job
     import torch
 
     torch.set_num_threads(int(options.get("threads", "2")))
+    from dataclasses import replace
+
     from pconv.baselines import fill
     from pconv.inference import NETWORK_METHODS, Inpainter
+    from pconv.patch_texture import PatchTextureConfig
 
     inpainter = Inpainter(method=method) if method in NETWORK_METHODS else None
+    strategy = variant
+    if "agreement" in options and inpainter is not None:
+        inpainter.patch_texture = replace(inpainter.patch_texture or PatchTextureConfig(),
+                                          agreement=float(options["agreement"]))
+        strategy = "auto"
     seconds = []
     for image_file, hole_file in cases:
         rgb = np.asarray(Image.open(image_file).convert("RGB"))
@@ -154,21 +166,23 @@ def _run_method(job: Tuple[str, List[Tuple[str, str]], str, str, Dict[str, str]]
         else:
             out = fill(method, rgb, hole)
         seconds.append(time.perf_counter() - start)
-        Image.fromarray(out).save(Path(out_dir) / f"{Path(hole_file).stem}__{method}__{strategy}.png")
+        Image.fromarray(out).save(Path(out_dir) / f"{Path(hole_file).stem}__{method}__{variant}.png")
     return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def run_all(methods: Sequence[str], strategies: Sequence[str], cases: List[Tuple[str, str]], out_dir: Path,
-            threads: int) -> Dict[Tuple[str, str], Dict[str, object]]:
-    """Every (method, strategy) in its own fresh child process, one after the other."""
+            threads: int, agreements: Sequence[str] = ()) -> Dict[Tuple[str, str], Dict[str, object]]:
+    """Every (method, strategy) in its own fresh child process, one after the other; with
+    ``agreements``, instead every agreement scale of pconv's PatchMatch band."""
+    jobs = [(m, s, {"threads": str(threads)}) for m in methods for s in strategies]
+    if agreements:
+        jobs = [("pconv", f"agreement {a}", {"threads": str(threads), "agreement": a}) for a in agreements]
     res = {}
-    for method in methods:
-        for strategy in strategies:
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                res[(method, strategy)] = pool.submit(
-                    _run_method, (method, cases, str(out_dir), strategy, {"threads": str(threads)})).result()
-            print(f"  {method} ({strategy}): {np.mean(res[(method, strategy)]['seconds']):.2f} s/photo",
-                  file=sys.stderr, flush=True)
+    for method, variant, options in jobs:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            res[(method, variant)] = pool.submit(_run_method, (method, cases, str(out_dir), variant, options)).result()
+        print(f"  {method} ({variant}): {np.mean(res[(method, variant)]['seconds']):.2f} s/photo",
+              file=sys.stderr, flush=True)
     return res
 
 
@@ -211,7 +225,7 @@ def table(scores: Dict[Tuple[str, str], List[Dict[str, float]]], runs: Dict[Tupl
     lines = [f"| {label} | n | hole PSNR | detail ratio (median) | style ×10⁻³ | s/photo | peak RSS MB |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for key, rows in scores.items():
-        name = key[0] if label == "method" else key[1]
+        name = key[0] if label == "method" else key[1]  # a strategy or a variant
         run = runs[key]
         lines.append(f"| {name} | {len(rows)} | {np.mean([r['psnr'] for r in rows]):.2f} "
                      f"| {np.nanmedian([r['detail'] for r in rows]):.2f} | {np.mean([r['style'] for r in rows]) * 1e3:.3f} "
@@ -277,6 +291,8 @@ def main(argv: List[str] | None = None) -> int:
                         "(with --specks: on the speck cases)")
     p.add_argument("--specks", action="store_true",
                    help="instead: each photo with 5 %% of scattered specks of radius 8-40 px")
+    p.add_argument("--agreements", default="",
+                   help="instead: pconv with PatchMatch's band at each of these agreement scales, e.g. 0,12,24,48")
     p.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet of 1:1 crops here")
     p.add_argument("--sheet-cases", type=int, default=8, help="cases on the sheet (round robin over the photos)")
     p.add_argument("--limit", type=int, default=0, help="only the first N cases (quick look)")
@@ -314,16 +330,20 @@ def main(argv: List[str] | None = None) -> int:
     if args.limit:
         cases = cases[: args.limit]
     print(f"{len(cases)} cases from {len(photos)} photos; methods {', '.join(methods)}", file=sys.stderr)
-    runs = run_all(methods, strategies, cases, out_dir, args.threads)
+    agreements = [a for a in args.agreements.split(",") if a]
+    runs = run_all(methods, strategies, cases, out_dir, args.threads, agreements)
     scores = score(cases, list(runs), out_dir)
-    if args.strategies:
+    if agreements:
+        print("\npconv:\n" + table(scores, runs, "variant"))
+    elif args.strategies:
         for m in methods:
             print(f"\n{m}:\n" + table({k: v for k, v in scores.items() if k[0] == m}, runs, "strategy"))
     else:
         print(table(scores, runs, "method"))
+    kind += "agreement-" if agreements else ""
     (args.work / f"{kind or 'object-'}scores.json").write_text(json.dumps(
         {f"{k[0]}|{k[1]}": {"rows": v, **runs[k]} for k, v in scores.items()}, indent=1))
-    if args.sheet is not None and not args.strategies and not args.specks:
+    if args.sheet is not None and not args.strategies and not args.specks and not agreements:
         contact_sheet(sheet_cases(cases, args.sheet_cases), methods, out_dir, args.sheet)
         print(f"contact sheet: {args.sheet}", file=sys.stderr)
     return 0

@@ -42,6 +42,7 @@ def _m(name: str, module: str, old: str, new: str, *tests: str) -> Mutation:
 
 
 TEX = "tests/test_texture.py"
+PAT = "tests/test_patch_texture.py"
 LAY = "tests/test_layers.py"
 MET = "tests/test_metrics.py"
 EVA = "tests/test_evaluate.py"
@@ -155,6 +156,14 @@ MUTATIONS: List[Mutation] = [
        "out.permute(1, 2, 0).numpy()", TEX),
     _m("texture: the fast blur's border replicated, not reflected", "texture.py",
        "borderType=cv2.BORDER_REFLECT_101", "borderType=cv2.BORDER_REPLICATE", TEX),
+    # ------------------------------------------------------------------ patch texture
+    _m("patch texture: the band never fades", "patch_texture.py",
+       "    if config.agreement > 0:\n        band *=", "    if False:\n        band *=", PAT),
+    _m("patch texture: agreement ignored (as 48)", "patch_texture.py",
+       "agreement_weight(low, fill, config.sigma, config.agreement)", "agreement_weight(low, fill, config.sigma, 48.0)", PAT),
+    _m("patch texture: agreement compared unblurred", "patch_texture.py",
+       "fill_low = cv2.GaussianBlur(fill.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)",
+       "fill_low = fill.astype(np.float32)", PAT),
     # ------------------------------------------------------------------ layers
     _m("layers: no re-scaling by sum(1)/sum(M)", "layers.py",
        "scale = torch.where(valid, total / window_sum, 0.0)", "scale = torch.where(valid, 1.0, 0.0)", LAY),

@@ -3,6 +3,9 @@
 Each step has a test that fails without it (checked by breaking each once):
 - the PatchMatch band is added at all            -> test_band_adds_texture_to_a_flat_fill
 - only the band above ``sigma`` (structure kept)  -> test_low_frequencies_stay_the_fills
+- the band fades where PatchMatch's colours leave the fill's (``agreement``)
+                                                  -> test_band_fades_where_patchmatch_copies_other_colours,
+                                                     test_agreement_weight_is_a_gaussian_of_the_colour_difference
 - the seed reaches PatchMatch                     -> test_deterministic_and_seeded
 - the hole's content never reaches the search     -> test_known_pixels_exact_and_hole_never_read
   (zeroed and left out of the downscale; PatchMatch ignores masked pixels too, so the test
@@ -23,7 +26,7 @@ import pytest
 import pconv
 from pconv.errors import PConvError
 from pconv.inference import Inpainter
-from pconv.patch_texture import PatchTextureConfig, patch_texture, patchmatch_available
+from pconv.patch_texture import PatchTextureConfig, agreement_weight, patch_texture, patchmatch_available
 from pconv.planning import hole_regions
 from pconv.texture import TextureConfig, transfer_detail
 
@@ -83,16 +86,52 @@ def test_deterministic_and_seeded() -> None:
     assert (patch_texture(image, hole, fill, seed=4) != a).any()
 
 
+def _agreeing_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """A smooth fill with the right colours: what the network paints where it has the structure."""
+    return np.where(hole[:, :, None], cv2.GaussianBlur(image, (0, 0), 24.0), image)
+
+
+def _fine_detail(out: np.ndarray, where: np.ndarray) -> float:
+    grey = out.astype(np.float32).mean(2)
+    return float(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0))[where].mean())
+
+
 def test_band_adds_texture_to_a_flat_fill() -> None:
     image = _photo()
     hole = _disk(*image.shape[:2], 50)
-    out = patch_texture(image, hole, _grey_fill(image, hole)).astype(np.float32)
-    grey = out.mean(2)
-    detail = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0))
-    truth = image.astype(np.float32).mean(2)
-    truth_detail = np.abs(truth - cv2.GaussianBlur(truth, (0, 0), 2.0))
     inner = _disk(*hole.shape, 40)
-    assert detail[inner].mean() > 0.4 * truth_detail[inner].mean()
+    out = patch_texture(image, hole, _agreeing_fill(image, hole))
+    assert _fine_detail(out, inner) > 0.4 * _fine_detail(image, inner)
+
+
+def test_band_fades_where_patchmatch_copies_other_colours() -> None:
+    """The fill says white where PatchMatch copies red and blue: another object's pieces. Their
+    band is left out (agreement on) or added (off); with a fill of the right colours it stays."""
+    image = _photo()
+    hole = _disk(*image.shape[:2], 50)
+    inner = _disk(*hole.shape, 40)
+    grey = _grey_fill(image, hole, level=235)
+    faded = _fine_detail(patch_texture(image, hole, grey), inner)
+    kept = _fine_detail(patch_texture(image, hole, grey, PatchTextureConfig(agreement=0)), inner)
+    assert faded < 0.3 * kept
+    loose = _fine_detail(patch_texture(image, hole, grey, PatchTextureConfig(agreement=2000)), inner)
+    assert loose > 0.9 * kept  # the scale sets how far the colours may differ
+    agreeing = _agreeing_fill(image, hole)
+    on = _fine_detail(patch_texture(image, hole, agreeing), inner)
+    assert on > 0.7 * _fine_detail(patch_texture(image, hole, agreeing, PatchTextureConfig(agreement=0)), inner)
+
+
+def test_agreement_weight_is_a_gaussian_of_the_colour_difference() -> None:
+    low = np.full((20, 30, 3), 100.0, np.float32)
+    fill = np.full((20, 30, 3), 100, np.uint8)
+    np.testing.assert_allclose(agreement_weight(low, fill, 4.0, 48.0), 1.0)
+    fill[:] = (148, 52, 100)  # RMS over the channels: sqrt((48² + 48² + 0) / 3)
+    expected = np.exp(-(48.0 ** 2 * 2 / 3) / 48.0 ** 2)
+    np.testing.assert_allclose(agreement_weight(low, fill, 4.0, 48.0), expected, rtol=1e-5)
+    np.testing.assert_allclose(agreement_weight(low, fill, 4.0, 96.0), expected ** 0.25, rtol=1e-5)
+    yy, xx = np.mgrid[0:20, 0:30]
+    fill = np.repeat(np.where((yy + xx) % 2 == 0, 160, 40)[:, :, None], 3, 2).astype(np.uint8)  # mean 100
+    assert agreement_weight(low, fill, 4.0, 48.0)[5:15, 5:25].min() > 0.98  # compared below sigma
 
 
 def test_low_frequencies_stay_the_fills() -> None:
@@ -110,7 +149,7 @@ def test_low_frequencies_stay_the_fills() -> None:
 
 def test_config_errors() -> None:
     for bad in (dict(scale=0), dict(scale=1.5), dict(sigma=0), dict(patch_size=0), dict(max_side=10),
-                dict(min_radius=-1)):
+                dict(min_radius=-1), dict(agreement=-1)):
         with pytest.raises(PConvError):
             PatchTextureConfig(**bad)
     image = _photo()

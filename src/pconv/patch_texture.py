@@ -13,7 +13,10 @@ step takes from each what it does well:
 2. Keep only its texture: the band above a Gaussian of ``sigma`` px (full resolution),
    upsampled; below it, the colours and shading stay the network's. A wrong piece then shows as
    a texture in the right colours, not as a wrong object.
-3. Add that band to the network's fill in the hole; :mod:`pconv.texture` then adds the finest
+3. Weight the band by how well PatchMatch's colours below ``sigma`` agree with the network's
+   (``agreement``): where PatchMatch copied another object (a flower where a wing was, a leg beside
+   a bee) its band is that object's outline, which would show as a ghost in the fill.
+4. Add that band to the network's fill in the hole; :mod:`pconv.texture` then adds the finest
    grain at full resolution on top (its mid band off: this band covers those scales).
 
 Hole regions narrower than ``min_radius`` px (scratches, small objects) keep the detail transfer
@@ -30,7 +33,7 @@ import numpy as np
 
 from pconv.errors import PConvError
 
-__all__ = ["PatchTextureConfig", "patch_texture", "patchmatch_available"]
+__all__ = ["PatchTextureConfig", "patch_texture", "patchmatch_available", "agreement_weight"]
 
 # pypatchmatch keeps its random state in the native library: one completion at a time, so a
 # seed gives the same result also when a server runs jobs in threads.
@@ -46,12 +49,17 @@ class PatchTextureConfig:
     sigma: float = 16.0      #: the band above this Gaussian (full-resolution px) comes from PatchMatch
     patch_size: int = 3      #: PatchMatch's patch radius (patches of (2r+1)² px)
     min_radius: float = 64.0  #: hole regions at least this wide (inscribed radius, px) take this step
+    #: the band fades where PatchMatch's colours below ``sigma`` differ from the network's fill by
+    #: about this much (RMS over the channels, grey levels): there it copied another object; 0 = never
+    agreement: float = 48.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale <= 1.0:
             raise PConvError(f"patch texture scale must be in (0, 1], got {self.scale}")
         if self.max_side < 64 or self.sigma <= 0 or self.patch_size < 1 or self.min_radius < 0:
             raise PConvError("patch texture max_side must be >= 64, sigma > 0, patch_size >= 1, min_radius >= 0")
+        if self.agreement < 0:
+            raise PConvError(f"patch texture agreement must be >= 0 (0 = off), got {self.agreement}")
 
 
 def _module() -> Optional[Any]:
@@ -88,6 +96,16 @@ def _completion(image: np.ndarray, hole: np.ndarray, config: PatchTextureConfig,
     return cv2.resize(done.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+def agreement_weight(low: np.ndarray, fill: np.ndarray, sigma: float, scale: float) -> np.ndarray:
+    """(H, W) weight in (0, 1]: exp(−(d / scale)²) of the RMS colour difference d between
+    PatchMatch's low layer and the network's fill blurred alike. Where PatchMatch took a piece of
+    another object (a bush in a giraffe's neck, a leg beside a bee) its colours leave the network's
+    and its band is that object's outline; where both agree, its texture belongs there."""
+    fill_low = cv2.GaussianBlur(fill.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    d2 = ((low - fill_low) ** 2).mean(axis=2)
+    return np.exp(-d2 / (scale * scale)).astype(np.float32)
+
+
 def patch_texture(image: np.ndarray, hole: np.ndarray, fill: np.ndarray,
                   config: PatchTextureConfig = PatchTextureConfig(), seed: int = 0) -> np.ndarray:
     """The network's ``fill`` with PatchMatch's texture band added in ``hole``.
@@ -104,6 +122,9 @@ def patch_texture(image: np.ndarray, hole: np.ndarray, fill: np.ndarray,
     if not hole.any() or hole.all():
         return np.where(hole[:, :, None], fill, image)
     done = _completion(image, hole, config, seed)
-    band = done - cv2.GaussianBlur(done, (0, 0), config.sigma, borderType=cv2.BORDER_REFLECT)
+    low = cv2.GaussianBlur(done, (0, 0), config.sigma, borderType=cv2.BORDER_REFLECT)
+    band = done - low
+    if config.agreement > 0:
+        band *= agreement_weight(low, fill, config.sigma, config.agreement)[:, :, None]
     out = np.clip(np.round(fill.astype(np.float32) + band), 0, 255).astype(np.uint8)
     return np.where(hole[:, :, None], out, image)
