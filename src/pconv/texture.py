@@ -10,9 +10,10 @@ same photo:
 2. Cover the hole with blocks of ``block`` px on a grid of half that stride. A block's descriptor
    is its context window (``context`` blocks a side) average-pooled to a 4×4 grid of low-layer
    colours: "green above, grey below", not fine detail, which the fill does not have; plus, on the
-   same grid, how strong the known detail is around it (its RMS over known pixels, smoothed by a
-   Gaussian of ``energy_sigma``, × ``energy_weight``): blocks beside sky pick smooth sources, blocks
-   beside rock rough ones, where the fill's fog alone cannot tell them apart.
+   same grid, how strong the known detail is around it (the geometric mean of its magnitude over
+   known pixels, weighted by a Gaussian of ``energy_sigma``, × ``energy_weight``): blocks beside sky
+   pick smooth sources, blocks beside rock rough ones, where the fill's fog alone cannot tell them
+   apart; a few strong edges (another object's outline beside the hole) barely raise it.
 3. For every hole block, find among the blocks lying wholly in the known region (sources) the
    nearest descriptors (exact search, one matrix product per chunk). Blocks that overlap the known
    region take, among the ``rerank`` nearest, the source whose detail correlates best with their
@@ -155,7 +156,13 @@ def mid_weight(hole: np.ndarray, start: float, ramp: float) -> torch.Tensor:
     return torch.from_numpy(np.clip((depth - start) / ramp, 0.0, 1.0)).float()
 
 
-def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float, mean: str = "rms") -> torch.Tensor:
+#: The geometric mean's floor (a quarter of one grey level) and its ratio to the RMS on Gaussian
+#: noise: E[log|X|] = log σ − (γ + log 2) / 2 for X ~ N(0, σ²).
+_MAGNITUDE_FLOOR = 0.25 / 255.0
+_GEOMETRIC_TO_RMS = math.exp((0.5772156649 + math.log(2.0)) / 2.0)
+
+
+def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float, mean: str = "geometric") -> torch.Tensor:
     """(H, W) strength of the known pixels' grey detail around every pixel (a Gaussian of ``sigma``
     weighting the known pixels only): how rough the photo is near each place, holes included.
 
@@ -163,25 +170,19 @@ def detail_strength(detail: torch.Tensor, hole: np.ndarray, sigma: float, mean: 
     magnitude, scaled by the factor that makes both equal on Gaussian noise; rough ground (dense
     detail) reads alike either way, while a few strong edges in smooth surroundings (an object's
     outline beside a blurred background) raise the RMS far more than the geometric mean."""
-    known = torch.from_numpy(~hole).float()[None, None]
-    weight = gaussian_blur(known, sigma).clamp_min(1e-3)
-    grey = detail.mean(0)[None, None]
-    if mean == "rms":
-        mean_square = gaussian_blur(known * grey ** 2, sigma) / weight
-        return mean_square.clamp_min(0).sqrt()[0, 0]
-    if mean != "geometric":
+    if mean not in ("geometric", "rms"):
         raise PConvError(f"detail strength mean must be 'geometric' or 'rms', got {mean!r}")
+    known = torch.from_numpy(~hole).float()[None, None]
+    weight = gaussian_blur(known, sigma).clamp_min_(1e-3)
+    grey = detail.mean(0)[None, None]  # a new plane: the steps below work on it in place
+    if mean == "rms":
+        mean_square = gaussian_blur(grey.square_().mul_(known), sigma).div_(weight)
+        return mean_square.clamp_min_(0).sqrt_()[0, 0]
     # Logarithms above the floor's (>= 0), so that far inside a hole, where the weight is clamped,
     # the strength falls to 0 as the RMS does.
-    log_mag = known * torch.log1p(grey.abs() / _MAGNITUDE_FLOOR)
-    geometric = _MAGNITUDE_FLOOR * torch.expm1(gaussian_blur(log_mag, sigma) / weight)
-    return (geometric * _GEOMETRIC_TO_RMS)[0, 0]
-
-
-#: The geometric mean's floor (a quarter of one grey level) and its ratio to the RMS on Gaussian
-#: noise: E[log|X|] = log σ − (γ + log 2) / 2 for X ~ N(0, σ²).
-_MAGNITUDE_FLOOR = 0.25 / 255.0
-_GEOMETRIC_TO_RMS = math.exp((0.5772156649 + math.log(2.0)) / 2.0)
+    log_mag = grey.abs_().div_(_MAGNITUDE_FLOOR).log1p_().mul_(known)
+    mean_log = gaussian_blur(log_mag, sigma).div_(weight)
+    return mean_log.expm1_().mul_(_MAGNITUDE_FLOOR).mul_(_GEOMETRIC_TO_RMS)[0, 0]
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
