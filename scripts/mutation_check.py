@@ -119,7 +119,7 @@ MUTATIONS: List[Mutation] = [
        "detail_strength(detail, hole, cfg.energy_sigma, cfg.energy_mean)",
        "detail_strength(detail, hole, cfg.energy_sigma, \"rms\")", TEX),
     _m("texture: the geometric strength without its scale to the RMS", "texture.py",
-       "return (geometric * _GEOMETRIC_TO_RMS)[0, 0]", "return geometric[0, 0]", TEX),
+       ".mul_(_MAGNITUDE_FLOOR).mul_(_GEOMETRIC_TO_RMS)[0, 0]", ".mul_(_MAGNITUDE_FLOOR)[0, 0]", TEX),
     _m("texture: detail strength reads the hole's pixels too", "texture.py",
        "    known = torch.from_numpy(~hole).float()[None, None]\n",
        "    known = torch.ones(hole.shape)[None, None]\n", TEX),
