@@ -22,7 +22,7 @@ def eval_data_root() -> Path:
     return Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "eval-data"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # module-scoped fixtures (the regression scores) use it
 def eval_data() -> Callable[[str], Path]:
     """``eval_data(sub)``: the folder ``sub`` of the evaluation data; skips (fails under CI) without it."""
     def need(sub: str = "") -> Path:
