@@ -191,6 +191,8 @@ def test_bad_input_and_settings_are_clear_errors():
         TextureConfig(energy_weight=-1)
     with pytest.raises(PConvError, match="energy_mean"):
         TextureConfig(energy_mean="median")
+    with pytest.raises(PConvError, match="'geometric' or 'rms'"):
+        detail_strength(torch.zeros(3, 8, 8), np.zeros((8, 8), bool), 2.0, "median")
     with pytest.raises(PConvError, match="mid_gain"):
         TextureConfig(mid_gain=-0.5)
     with pytest.raises(PConvError, match="spread"):
